@@ -1,0 +1,1 @@
+"""taskrun server: orchestrates task runs over gRPC, with Postgres holding all state."""

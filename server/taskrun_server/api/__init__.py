@@ -1,0 +1,1 @@
+"""The gRPC layer: servicers that translate protobuf to domain objects and back."""

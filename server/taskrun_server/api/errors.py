@@ -1,0 +1,136 @@
+"""One place where exceptions become gRPC statuses.
+
+Domain errors carry their field and become INVALID_ARGUMENT, NOT_FOUND and so on. A lost
+database becomes UNAVAILABLE, which clients may retry. Anything else is a bug: it is logged with
+its traceback and the client sees INTERNAL with a reference, never the traceback itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from taskrun_server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TaskRunServiceError,
+)
+from taskrun_server.handler_wrapping import (
+    Continuation,
+    StreamBehaviour,
+    UnaryBehaviour,
+    rewrap,
+)
+
+logger = logging.getLogger(__name__)
+
+_CODES: dict[type[TaskRunServiceError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a client sees for an exception."""
+    if isinstance(error, TaskRunServiceError):
+        return _CODES.get(type(error), grpc.StatusCode.FAILED_PRECONDITION), str(error)
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        logger.warning("database unavailable: %s", error.__class__.__name__)
+        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry later"
+    reference = uuid.uuid4().hex[:12]
+    logger.error("unexpected error (ref %s)", reference, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error (ref {reference})"
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRequest:
+    """Stands in for a request whose bytes did not parse.
+
+    grpc answers a failing deserializer with UNKNOWN; parsing here instead lets the call be
+    answered INVALID_ARGUMENT like any other bad input.
+    """
+
+    message_type: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(payload: bytes) -> Any:
+        try:
+            return deserializer(payload)
+        except DecodeError:
+            owner = getattr(deserializer, "__self__", None)
+            name = owner.DESCRIPTOR.full_name if owner is not None else "request"
+            return MalformedRequest(name)
+
+    return parse
+
+
+async def _refuse_malformed(
+    request: MalformedRequest, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request: not a valid {request.message_type} (corrupt protobuf wire format)",
+    )
+
+
+def _wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, MalformedRequest):
+            await _refuse_malformed(request, context)
+        try:
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
+
+    return wrapped
+
+
+def _wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        if isinstance(request, MalformedRequest):
+            await _refuse_malformed(request, context)
+        try:
+            async for item in behaviour(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
+
+    return wrapped
+
+
+class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions raised by any unary or server-streaming handler to statuses."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return rewrap(handler, _wrap_unary, _wrap_stream, deserializer=_tolerant)

@@ -1,0 +1,308 @@
+"""Task runs and states between protobuf and the domain, validating requests on the way in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+
+from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2
+from taskrun_server.api.wire import (
+    check_finite,
+    duration_to_proto,
+    parse_optional_timestamp,
+    parse_state_type,
+    python_to_struct,
+    python_to_value,
+    state_type_to_proto,
+    struct_to_python,
+    timestamp_to_proto,
+    value_to_python,
+)
+from taskrun_server.domain.errors import InvalidArgument
+from taskrun_server.domain.history import HistoryInterval
+from taskrun_server.domain.identifiers import parse_id, parse_optional_id
+from taskrun_server.domain.limits import (
+    MAX_KEY_BYTES,
+    MAX_NAME_BYTES,
+    check_json,
+    check_required_text,
+    check_tags,
+    check_text,
+)
+from taskrun_server.domain.states import State, StateCreate, StateDetails
+from taskrun_server.domain.task_runs import (
+    TaskInputs,
+    TaskRun,
+    TaskRunCreate,
+    TaskRunInput,
+    TaskRunPolicy,
+)
+from taskrun_server.orchestration.context import SetStateStatus
+from taskrun_server.service.orchestration import Transition
+
+# -- out: domain -> protobuf --------------------------------------------------------------------
+
+
+def _id(value: uuid.UUID | None) -> str:
+    return str(value) if value is not None else ""
+
+
+def state_details_to_proto(details: StateDetails) -> state_pb2.StateDetails:
+    msg = state_pb2.StateDetails(
+        flow_run_id=_id(details.flow_run_id),
+        task_run_id=_id(details.task_run_id),
+        child_flow_run_id=_id(details.child_flow_run_id),
+        scheduled_time=timestamp_to_proto(details.scheduled_time),
+        cache_key=details.cache_key or "",
+        cache_expiration=timestamp_to_proto(details.cache_expiration),
+        untrackable_result=details.untrackable_result,
+        pause_timeout=timestamp_to_proto(details.pause_timeout),
+        pause_reschedule=details.pause_reschedule,
+        pause_key=details.pause_key or "",
+        transition_id=_id(details.transition_id),
+        task_parameters_id=_id(details.task_parameters_id),
+        traceparent=details.traceparent or "",
+    )
+    for name in ("refresh_cache", "retriable", "deferred"):
+        value = getattr(details, name)
+        if value is not None:
+            setattr(msg, name, value)
+    return msg
+
+
+def state_to_proto(state: State) -> state_pb2.State:
+    msg = state_pb2.State(
+        id=str(state.id),
+        type=state_type_to_proto(state.type),
+        name=state.name,
+        timestamp=timestamp_to_proto(state.timestamp),
+        message=state.message or "",
+        state_details=state_details_to_proto(state.state_details),
+    )
+    if state.data is not None:
+        msg.data.CopyFrom(python_to_value(state.data))
+    return msg
+
+
+def _policy_to_proto(policy: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
+    msg = task_run_pb2.TaskRunPolicy(
+        max_retries=policy.max_retries,
+        retry_delay_seconds=policy.retry_delay_seconds,
+        retry_delay=policy.retry_delay,
+    )
+    if policy.retries is not None:
+        msg.retries = policy.retries
+    if policy.retry_jitter_factor is not None:
+        msg.retry_jitter_factor = policy.retry_jitter_factor
+    return msg
+
+
+def _input_to_proto(item: TaskRunInput) -> task_run_pb2.TaskRunInput:
+    if item.kind == "task_run":
+        return task_run_pb2.TaskRunInput(task_run=task_run_pb2.TaskRunResultInput(id=item.value))
+    if item.kind == "parameter":
+        return task_run_pb2.TaskRunInput(parameter=task_run_pb2.ParameterInput(name=item.value))
+    return task_run_pb2.TaskRunInput(constant=task_run_pb2.ConstantInput(type=item.value))
+
+
+def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
+    """The wire form of a run; `now` fixes the estimated fields, computed at read time."""
+    msg = task_run_pb2.TaskRun(
+        id=str(run.id),
+        created=timestamp_to_proto(run.created),
+        updated=timestamp_to_proto(run.updated),
+        name=run.name,
+        flow_run_id=_id(run.flow_run_id),
+        task_key=run.task_key,
+        dynamic_key=run.dynamic_key,
+        cache_key=run.cache_key or "",
+        cache_expiration=timestamp_to_proto(run.cache_expiration),
+        task_version=run.task_version or "",
+        empirical_policy=_policy_to_proto(run.empirical_policy),
+        tags=run.tags,
+        labels=python_to_struct(run.labels),
+        state_id=_id(run.state_id),
+        state_type=state_type_to_proto(run.state_type),
+        state_name=run.state_name or "",
+        run_count=run.run_count,
+        flow_run_run_count=run.flow_run_run_count,
+        expected_start_time=timestamp_to_proto(run.expected_start_time),
+        next_scheduled_start_time=timestamp_to_proto(run.next_scheduled_start_time),
+        start_time=timestamp_to_proto(run.start_time),
+        end_time=timestamp_to_proto(run.end_time),
+        total_run_time=duration_to_proto(run.total_run_time),
+        estimated_run_time=duration_to_proto(run.estimated_run_time(now)),
+        estimated_start_time_delta=duration_to_proto(run.estimated_start_time_delta(now)),
+        state=state_to_proto(run.state) if run.state is not None else None,
+    )
+    for name, inputs in run.task_inputs.items():
+        msg.task_inputs[name].inputs.extend(_input_to_proto(i) for i in inputs)
+    return msg
+
+
+def history_to_proto(
+    intervals: list[HistoryInterval],
+) -> task_run_service_pb2.TaskRunHistoryResponse:
+    response = task_run_service_pb2.TaskRunHistoryResponse()
+    for interval in intervals:
+        item = response.intervals.add(
+            interval_start=timestamp_to_proto(interval.interval_start),
+            interval_end=timestamp_to_proto(interval.interval_end),
+        )
+        for state in interval.states:
+            item.states.add(
+                state_type=state_type_to_proto(state.state_type),
+                state_name=state.state_name,
+                count_runs=state.count_runs,
+                sum_estimated_run_time=duration_to_proto(state.sum_estimated_run_time),
+                sum_estimated_lateness=duration_to_proto(state.sum_estimated_lateness),
+            )
+    return response
+
+
+# -- in: protobuf -> domain, validated ---------------------------------------------------------
+
+
+def parse_state_details(msg: state_pb2.StateDetails, path: str) -> StateDetails:
+    details = StateDetails(
+        flow_run_id=parse_optional_id(msg.flow_run_id, f"{path}.flow_run_id"),
+        task_run_id=parse_optional_id(msg.task_run_id, f"{path}.task_run_id"),
+        child_flow_run_id=parse_optional_id(msg.child_flow_run_id, f"{path}.child_flow_run_id"),
+        scheduled_time=parse_optional_timestamp(msg, "scheduled_time", f"{path}.scheduled_time"),
+        cache_key=check_text(msg.cache_key, f"{path}.cache_key") or None,
+        cache_expiration=parse_optional_timestamp(
+            msg, "cache_expiration", f"{path}.cache_expiration"
+        ),
+        untrackable_result=msg.untrackable_result,
+        pause_timeout=parse_optional_timestamp(msg, "pause_timeout", f"{path}.pause_timeout"),
+        pause_reschedule=msg.pause_reschedule,
+        pause_key=check_text(msg.pause_key, f"{path}.pause_key") or None,
+        transition_id=parse_optional_id(msg.transition_id, f"{path}.transition_id"),
+        task_parameters_id=parse_optional_id(msg.task_parameters_id, f"{path}.task_parameters_id"),
+        traceparent=check_text(msg.traceparent, f"{path}.traceparent") or None,
+    )
+    for name in ("refresh_cache", "retriable", "deferred"):
+        if msg.HasField(name):
+            setattr(details, name, getattr(msg, name))
+    return details
+
+
+def parse_state_create(msg: state_pb2.StateCreate, path: str) -> StateCreate:
+    data_path = f"{path}.data"
+    data = (
+        check_json(value_to_python(msg.data, data_path), data_path)
+        if msg.HasField("data")
+        else None
+    )
+    return StateCreate(
+        type=parse_state_type(msg.type, f"{path}.type"),
+        name=check_text(msg.name, f"{path}.name", max_bytes=MAX_NAME_BYTES) or None,
+        message=check_text(msg.message, f"{path}.message") or None,
+        state_details=parse_state_details(msg.state_details, f"{path}.state_details"),
+        data=data,
+    )
+
+
+def _parse_policy(msg: task_run_pb2.TaskRunPolicy, path: str) -> TaskRunPolicy:
+    if msg.max_retries < 0:
+        raise InvalidArgument("must not be negative", f"{path}.max_retries")
+    if msg.HasField("retries") and msg.retries < 0:
+        raise InvalidArgument("must not be negative", f"{path}.retries")
+    delays = [check_finite(d, f"{path}.retry_delay[{i}]") for i, d in enumerate(msg.retry_delay)]
+    if any(d < 0 for d in delays):
+        raise InvalidArgument("delays must not be negative", f"{path}.retry_delay")
+    if len(delays) > 50:
+        raise InvalidArgument("has more than 50 delays", f"{path}.retry_delay")
+    seconds = check_finite(msg.retry_delay_seconds, f"{path}.retry_delay_seconds")
+    if seconds < 0:
+        raise InvalidArgument("must not be negative", f"{path}.retry_delay_seconds")
+    jitter = None
+    if msg.HasField("retry_jitter_factor"):
+        jitter = check_finite(msg.retry_jitter_factor, f"{path}.retry_jitter_factor")
+        if jitter < 0:
+            raise InvalidArgument("must not be negative", f"{path}.retry_jitter_factor")
+    return TaskRunPolicy(
+        max_retries=msg.max_retries,
+        retry_delay_seconds=seconds,
+        retries=msg.retries if msg.HasField("retries") else None,
+        retry_delay=delays,
+        retry_jitter_factor=jitter,
+    )
+
+
+def _parse_input(msg: task_run_pb2.TaskRunInput, path: str) -> TaskRunInput:
+    kind = msg.WhichOneof("input")
+    if kind == "task_run":
+        return TaskRunInput("task_run", str(parse_id(msg.task_run.id, f"{path}.task_run.id")))
+    if kind == "parameter":
+        name = check_required_text(msg.parameter.name, f"{path}.parameter.name")
+        return TaskRunInput("parameter", name)
+    if kind == "constant":
+        return TaskRunInput(
+            "constant", check_required_text(msg.constant.type, f"{path}.constant.type")
+        )
+    raise InvalidArgument("must set one of task_run, parameter or constant", path)
+
+
+def _parse_task_inputs(inputs: Mapping[str, task_run_pb2.TaskRunInputs], path: str) -> TaskInputs:
+    parsed: TaskInputs = {}
+    for name, group in inputs.items():
+        item_path = f"{path}[{name[:32]!r}]"
+        check_text(name, item_path, max_bytes=MAX_NAME_BYTES)
+        parsed[name] = [
+            _parse_input(i, f"{item_path}.inputs[{n}]") for n, i in enumerate(group.inputs)
+        ]
+    return parsed
+
+
+def _parse_labels(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, object]:
+    labels = struct_to_python(msg.labels, "labels") if msg.HasField("labels") else {}
+    for key, value in labels.items():
+        path = f"labels[{key[:32]!r}]"
+        check_text(key, path, max_bytes=MAX_NAME_BYTES)
+        if isinstance(value, dict | list) or value is None:
+            raise InvalidArgument("values must be strings, numbers or booleans", path)
+        if isinstance(value, str):
+            check_text(value, path)
+    return labels
+
+
+def parse_create_request(msg: task_run_service_pb2.CreateTaskRunRequest) -> TaskRunCreate:
+    return TaskRunCreate(
+        id=parse_optional_id(msg.id, "id"),
+        name=check_text(msg.name, "name", max_bytes=MAX_NAME_BYTES) or None,
+        flow_run_id=parse_optional_id(msg.flow_run_id, "flow_run_id"),
+        task_key=check_required_text(msg.task_key, "task_key", max_bytes=MAX_KEY_BYTES),
+        dynamic_key=check_required_text(msg.dynamic_key, "dynamic_key", max_bytes=MAX_KEY_BYTES),
+        cache_key=check_text(msg.cache_key, "cache_key", max_bytes=MAX_KEY_BYTES) or None,
+        cache_expiration=parse_optional_timestamp(msg, "cache_expiration", "cache_expiration"),
+        task_version=check_text(msg.task_version, "task_version", max_bytes=MAX_NAME_BYTES) or None,
+        empirical_policy=_parse_policy(msg.empirical_policy, "empirical_policy"),
+        tags=check_tags(msg.tags, "tags"),
+        labels=_parse_labels(msg),
+        task_inputs=_parse_task_inputs(msg.task_inputs, "task_inputs"),
+        state=parse_state_create(msg.state, "state") if msg.HasField("state") else None,
+    )
+
+
+_STATUS_TO_PROTO = {
+    SetStateStatus.ACCEPT: task_run_service_pb2.SET_STATE_STATUS_ACCEPT,
+    SetStateStatus.REJECT: task_run_service_pb2.SET_STATE_STATUS_REJECT,
+    SetStateStatus.WAIT: task_run_service_pb2.SET_STATE_STATUS_WAIT,
+    SetStateStatus.ABORT: task_run_service_pb2.SET_STATE_STATUS_ABORT,
+}
+
+
+def transition_to_proto(
+    transition: Transition, now: datetime
+) -> task_run_service_pb2.SetTaskRunStateResponse:
+    details = task_run_service_pb2.OrchestrationDetails(reason=transition.reason or "")
+    if transition.delay is not None:
+        details.delay.CopyFrom(duration_to_proto(transition.delay))
+    return task_run_service_pb2.SetTaskRunStateResponse(
+        status=_STATUS_TO_PROTO[transition.status],
+        state=state_to_proto(transition.state) if transition.state is not None else None,
+        details=details,
+        task_run=task_run_to_proto(transition.run, now),
+    )

@@ -1,0 +1,207 @@
+"""TaskRunService: parse the request, call the use case, encode the answer. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import grpc
+
+from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun.v1 import task_run_service_pb2_grpc as pb_grpc
+from taskrun_server.api.filter_codec import (
+    parse_limit,
+    parse_offset,
+    parse_page,
+    parse_query,
+    parse_sort,
+)
+from taskrun_server.api.task_run_codec import (
+    history_to_proto,
+    parse_create_request,
+    parse_state_create,
+    state_to_proto,
+    task_run_to_proto,
+    transition_to_proto,
+)
+from taskrun_server.api.wire import parse_duration, parse_timestamp, timestamp_to_proto
+from taskrun_server.domain.errors import InvalidArgument
+from taskrun_server.domain.history import MAX_HISTORY_BUCKETS
+from taskrun_server.domain.identifiers import parse_id
+from taskrun_server.domain.limits import (
+    MAX_KEY_BYTES,
+    MAX_NAME_BYTES,
+    check_required_text,
+    check_text,
+)
+from taskrun_server.repository.history import bucket_count
+from taskrun_server.service.clock import utcnow
+from taskrun_server.service.delivery import DeliveryService, ShuttingDown
+from taskrun_server.service.orchestration import OrchestrationService
+from taskrun_server.service.task_runs import TaskRunService
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
+    def __init__(
+        self,
+        service: TaskRunService,
+        orchestration: OrchestrationService,
+        delivery: DeliveryService,
+    ) -> None:
+        self._service = service
+        self._orchestration = orchestration
+        self._delivery = delivery
+
+    async def CreateTaskRun(
+        self, request: pb.CreateTaskRunRequest, context: Context
+    ) -> pb.CreateTaskRunResponse:
+        run, created = await self._service.create(parse_create_request(request))
+        return pb.CreateTaskRunResponse(task_run=task_run_to_proto(run, utcnow()), created=created)
+
+    async def ReadTaskRun(
+        self, request: pb.ReadTaskRunRequest, context: Context
+    ) -> pb.ReadTaskRunResponse:
+        run = await self._service.read(parse_id(request.task_run_id, "task_run_id"))
+        return pb.ReadTaskRunResponse(task_run=task_run_to_proto(run, utcnow()))
+
+    async def ReadTaskRuns(
+        self, request: pb.ReadTaskRunsRequest, context: Context
+    ) -> pb.ReadTaskRunsResponse:
+        runs = await self._service.read_many(
+            parse_query(request),
+            sort=parse_sort(request.sort),
+            limit=parse_limit(request.HasField("limit"), request.limit),
+            offset=parse_offset(request.offset),
+        )
+        now = utcnow()
+        return pb.ReadTaskRunsResponse(task_runs=[task_run_to_proto(r, now) for r in runs])
+
+    async def PaginateTaskRuns(
+        self, request: pb.PaginateTaskRunsRequest, context: Context
+    ) -> pb.PaginateTaskRunsResponse:
+        page = await self._service.paginate(
+            parse_query(request),
+            sort=parse_sort(request.sort),
+            limit=parse_limit(request.HasField("limit"), request.limit),
+            page=parse_page(request.page),
+        )
+        now = utcnow()
+        return pb.PaginateTaskRunsResponse(
+            results=[task_run_to_proto(r, now) for r in page.results],
+            count=page.count,
+            limit=page.limit,
+            pages=page.pages,
+            page=page.page,
+        )
+
+    async def CountTaskRuns(
+        self, request: pb.CountTaskRunsRequest, context: Context
+    ) -> pb.CountTaskRunsResponse:
+        return pb.CountTaskRunsResponse(count=await self._service.count(parse_query(request)))
+
+    async def TaskRunHistory(
+        self, request: pb.TaskRunHistoryRequest, context: Context
+    ) -> pb.TaskRunHistoryResponse:
+        for field in ("history_start", "history_end", "history_interval"):
+            if not request.HasField(field):
+                raise InvalidArgument("is required", field)
+        start = parse_timestamp(request.history_start, "history_start")
+        end = parse_timestamp(request.history_end, "history_end")
+        interval = parse_duration(request.history_interval, "history_interval")
+        if interval.total_seconds() < 1:
+            raise InvalidArgument("must be at least 1 second", "history_interval")
+        if end <= start:
+            raise InvalidArgument("must be after history_start", "history_end")
+        buckets = bucket_count(start, end, interval)
+        if buckets > MAX_HISTORY_BUCKETS:
+            raise InvalidArgument(
+                f"makes {buckets} buckets; the limit is {MAX_HISTORY_BUCKETS}", "history_interval"
+            )
+        intervals = await self._service.history(
+            parse_query(request), start=start, end=end, interval=interval
+        )
+        return history_to_proto(intervals)
+
+    async def UpdateTaskRun(
+        self, request: pb.UpdateTaskRunRequest, context: Context
+    ) -> pb.UpdateTaskRunResponse:
+        task_run_id = parse_id(request.task_run_id, "task_run_id")
+        name = (
+            check_required_text(request.name, "name", max_bytes=MAX_NAME_BYTES)
+            if request.HasField("name")
+            else None
+        )
+        run = await self._service.rename(task_run_id, name)
+        return pb.UpdateTaskRunResponse(task_run=task_run_to_proto(run, utcnow()))
+
+    async def DeleteTaskRun(
+        self, request: pb.DeleteTaskRunRequest, context: Context
+    ) -> pb.DeleteTaskRunResponse:
+        await self._service.delete(parse_id(request.task_run_id, "task_run_id"))
+        return pb.DeleteTaskRunResponse()
+
+    async def ReadTaskRunState(
+        self, request: pb.ReadTaskRunStateRequest, context: Context
+    ) -> pb.ReadTaskRunStateResponse:
+        state = await self._service.read_state(parse_id(request.state_id, "state_id"))
+        return pb.ReadTaskRunStateResponse(state=state_to_proto(state))
+
+    async def ReadTaskRunStates(
+        self, request: pb.ReadTaskRunStatesRequest, context: Context
+    ) -> pb.ReadTaskRunStatesResponse:
+        states = await self._service.read_states(parse_id(request.task_run_id, "task_run_id"))
+        return pb.ReadTaskRunStatesResponse(states=[state_to_proto(s) for s in states])
+
+    async def DeleteTaskRunState(
+        self, request: pb.DeleteTaskRunStateRequest, context: Context
+    ) -> pb.DeleteTaskRunStateResponse:
+        await self._service.delete_state(parse_id(request.state_id, "state_id"))
+        return pb.DeleteTaskRunStateResponse()
+
+    async def SetTaskRunState(
+        self, request: pb.SetTaskRunStateRequest, context: Context
+    ) -> pb.SetTaskRunStateResponse:
+        task_run_id = parse_id(request.task_run_id, "task_run_id")
+        if not request.HasField("state"):
+            raise InvalidArgument("is required", "state")
+        proposed = parse_state_create(request.state, "state")
+        transition = await self._orchestration.set_state(task_run_id, proposed, force=request.force)
+        return transition_to_proto(transition, utcnow())
+
+    async def SubscribeScheduledTasks(
+        self, request: pb.SubscribeScheduledTasksRequest, context: Context
+    ) -> AsyncIterator[pb.SubscribeScheduledTasksResponse]:
+        keys = _parse_task_keys(request.task_keys)
+        client_id = check_text(request.client_id, "client_id", max_bytes=MAX_NAME_BYTES)
+        if not 0 <= request.prefetch <= MAX_PREFETCH:
+            raise InvalidArgument(f"must be between 1 and {MAX_PREFETCH}", "prefetch")
+        prefetch = request.prefetch or DEFAULT_PREFETCH
+        try:
+            async for lease in self._delivery.subscribe(keys, client_id, prefetch):
+                yield pb.SubscribeScheduledTasksResponse(
+                    task_run=task_run_to_proto(lease.run, utcnow()),
+                    delivery_count=lease.delivery_count,
+                    lease_expires=timestamp_to_proto(lease.expires),
+                )
+        except ShuttingDown:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the server is shutting down; subscribe again"
+            )
+
+
+DEFAULT_PREFETCH = 10
+MAX_PREFETCH = 1000
+MAX_SUBSCRIBED_KEYS = 100
+
+
+def _parse_task_keys(values: Iterable[str]) -> list[str]:
+    keys = list(values)
+    if not keys:
+        raise InvalidArgument("at least one task key is required", "task_keys")
+    if len(keys) > MAX_SUBSCRIBED_KEYS:
+        raise InvalidArgument(f"at most {MAX_SUBSCRIBED_KEYS} keys", "task_keys")
+    for i, key in enumerate(keys):
+        check_required_text(key, f"task_keys[{i}]", max_bytes=MAX_KEY_BYTES)
+    return list(dict.fromkeys(keys))

@@ -1,0 +1,57 @@
+"""`taskrun-server`: run the server, or only apply migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from taskrun_server.database.embedded import start_embedded_postgres
+from taskrun_server.database.migrate import upgrade_to_head
+from taskrun_server.observability.log_format import configure_logging
+from taskrun_server.security.transport import transport_for
+from taskrun_server.server import serve_until_signalled, start_server
+from taskrun_server.settings import Settings, get_settings
+
+logger = logging.getLogger("taskrun_server")
+
+
+def resolve_database_url(settings: Settings) -> tuple[str, Any]:
+    """The configured URL, or an embedded Postgres's (with the handle that keeps it alive)."""
+    if settings.database_url:
+        return settings.database_url, None
+    logger.info("TASKRUN_DATABASE_URL is not set: starting an embedded Postgres")
+    return start_embedded_postgres(settings.data_dir)
+
+
+async def _serve(settings: Settings) -> None:
+    # Refuse an insecure configuration before touching (or starting) any database.
+    transport = transport_for(settings)
+    url, _embedded = resolve_database_url(settings)
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade_to_head, url)
+    running = await start_server(settings, url, transport)
+    await serve_until_signalled(running, settings.grace_period_seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="taskrun-server", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="apply migrations and serve gRPC (the default)")
+    sub.add_parser("migrate", help="apply pending migrations and exit")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "migrate":
+            url, _embedded = resolve_database_url(settings)
+            upgrade_to_head(url)
+            return
+        asyncio.run(_serve(settings))
+    except RuntimeError as error:  # configuration problems: say what to fix, no traceback
+        parser.exit(2, f"taskrun-server: {error}\n")
+
+
+if __name__ == "__main__":
+    main()

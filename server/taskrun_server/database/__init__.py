@@ -1,0 +1,1 @@
+"""Postgres: table definitions, engine creation, migrations and the embedded server."""

@@ -1,0 +1,126 @@
+"""One LISTEN connection per server process, turning Postgres NOTIFY into asyncio wake-ups.
+
+Subscribers register their lease owner name and task keys, and get an asyncio.Event. A
+notification "o:<owner>" (a run it held was settled) wakes that subscriber only. One
+"k:<key>" (a run became deliverable) wakes one subscriber of the key, round-robin, rather than
+all of them: waking every subscriber for every run made each one query for work that only one
+could take. A subscriber that fills its prefetch passes the baton to the next (`wake_one`).
+If the connection drops, every subscriber is woken and the listener reconnects with backoff;
+subscribers also poll on a bounded timer, so a lost notification delays a delivery, never
+loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Iterable
+
+import psycopg
+from sqlalchemy import make_url
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "taskrun_scheduled"
+
+
+class Wakeup:
+    """A subscriber's registration: its owner name, its keys, and the event the listener sets."""
+
+    def __init__(self, owner: str, keys: Iterable[str]) -> None:
+        self.owner = owner
+        self.keys = frozenset(keys)
+        self.event = asyncio.Event()
+        self.has_room = True
+        """Whether its prefetch had room after its last claim: only such subscribers are worth
+        waking for a new run."""
+
+
+class NotificationListener:
+    def __init__(self, database_url: str) -> None:
+        self._url = (
+            make_url(database_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        self._by_owner: dict[str, Wakeup] = {}
+        self._by_key: dict[str, deque[Wakeup]] = defaultdict(deque)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def register(self, owner: str, keys: Iterable[str]) -> Wakeup:
+        wakeup = Wakeup(owner, keys)
+        self._by_owner[owner] = wakeup
+        for key in wakeup.keys:
+            self._by_key[key].append(wakeup)
+        return wakeup
+
+    def unregister(self, wakeup: Wakeup) -> None:
+        self._by_owner.pop(wakeup.owner, None)
+        for key in wakeup.keys:
+            queue = self._by_key[key]
+            with contextlib.suppress(ValueError):
+                queue.remove(wakeup)
+            if not queue:
+                del self._by_key[key]
+
+    def wake_one(self, keys: Iterable[str], but: Wakeup | None = None) -> None:
+        """Wake the next subscriber of any of these keys, round-robin: one with room in its
+        prefetch, not already awake, and not `but`."""
+        for key in keys:
+            queue = self._by_key.get(key)
+            if not queue:
+                continue
+            for _ in range(len(queue)):
+                queue.rotate(-1)
+                candidate = queue[-1]
+                if candidate is not but and candidate.has_room and not candidate.event.is_set():
+                    candidate.event.set()
+                    return
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="taskrun-notification-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _dispatch(self, payload: str) -> None:
+        kind, _, name = payload.partition(":")
+        if kind == "o":
+            owner = self._by_owner.get(name)
+            if owner is not None:
+                owner.event.set()
+        elif kind == "k":
+            self.wake_one([name])
+
+    def wake_all(self) -> None:
+        """Wake every subscriber, e.g. to make it notice a shutdown."""
+        for wakeup in self._by_owner.values():
+            wakeup.event.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    backoff = 0.1
+                    self.wake_all()
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database went away: retry, waking everyone
+                self.connected.clear()
+                self.wake_all()
+                logger.warning("notification listener lost its connection: %s", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,146 @@
+"""Task runs: what a client creates and what the server stores and returns."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from taskrun_server.domain.states import State, StateCreate, StateType
+
+InputKind = Literal["task_run", "parameter", "constant"]
+
+
+@dataclass(slots=True, frozen=True)
+class TaskRunInput:
+    """One upstream source of a parameter: a task run's result, a flow parameter or a constant.
+
+    `value` is the task run id, the parameter name or the constant's type, by kind.
+    """
+
+    kind: InputKind
+    value: str
+
+    def to_json(self) -> dict[str, str]:
+        key = {"task_run": "id", "parameter": "name", "constant": "type"}[self.kind]
+        return {"input_type": self.kind, key: self.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> TaskRunInput:
+        kind: InputKind = data["input_type"]  # type: ignore[assignment]
+        key = {"task_run": "id", "parameter": "name", "constant": "type"}[kind]
+        return cls(kind, data[key])
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRunPolicy:
+    """How a task run is retried."""
+
+    max_retries: int = 0
+    retry_delay_seconds: float = 0.0
+    retries: int | None = None
+    retry_delay: list[float] = field(default_factory=list)
+    retry_jitter_factor: float | None = None
+
+    def normalized(self) -> TaskRunPolicy:
+        """Fill the current fields from the deprecated ones, as the reference does."""
+        return TaskRunPolicy(
+            max_retries=self.max_retries,
+            retry_delay_seconds=self.retry_delay_seconds,
+            retries=self.retries if self.retries is not None else (self.max_retries or None),
+            retry_delay=list(self.retry_delay)
+            or ([self.retry_delay_seconds] if self.retry_delay_seconds else []),
+            retry_jitter_factor=self.retry_jitter_factor,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_retries": self.max_retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "retry_jitter_factor": self.retry_jitter_factor,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TaskRunPolicy:
+        data = data or {}
+        return cls(
+            max_retries=data.get("max_retries") or 0,
+            retry_delay_seconds=data.get("retry_delay_seconds") or 0.0,
+            retries=data.get("retries"),
+            retry_delay=list(data.get("retry_delay") or []),
+            retry_jitter_factor=data.get("retry_jitter_factor"),
+        )
+
+
+TaskInputs = dict[str, list[TaskRunInput]]
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRunCreate:
+    """A validated request to create a task run."""
+
+    id: uuid.UUID | None = None
+    name: str | None = None
+    flow_run_id: uuid.UUID | None = None
+    task_key: str
+    dynamic_key: str
+    cache_key: str | None = None
+    cache_expiration: datetime | None = None
+    task_version: str | None = None
+    empirical_policy: TaskRunPolicy = field(default_factory=TaskRunPolicy)
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    task_inputs: TaskInputs = field(default_factory=dict)
+    state: StateCreate | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRun:
+    """A stored task run with its orchestration bookkeeping and current state."""
+
+    id: uuid.UUID
+    created: datetime
+    updated: datetime
+    name: str
+    flow_run_id: uuid.UUID | None
+    task_key: str
+    dynamic_key: str
+    cache_key: str | None = None
+    cache_expiration: datetime | None = None
+    task_version: str | None = None
+    empirical_policy: TaskRunPolicy = field(default_factory=TaskRunPolicy)
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    task_inputs: TaskInputs = field(default_factory=dict)
+    state_id: uuid.UUID | None = None
+    state_type: StateType | None = None
+    state_name: str | None = None
+    state_timestamp: datetime | None = None
+    run_count: int = 0
+    flow_run_run_count: int = 0
+    expected_start_time: datetime | None = None
+    next_scheduled_start_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    total_run_time: timedelta = timedelta(0)
+    state: State | None = None
+
+    def estimated_run_time(self, now: datetime) -> timedelta:
+        """Run time so far: the stored total, plus the current stretch while RUNNING."""
+        if self.state_type is StateType.RUNNING and self.state_timestamp is not None:
+            return self.total_run_time + max(now - self.state_timestamp, timedelta(0))
+        return self.total_run_time
+
+    def estimated_start_time_delta(self, now: datetime) -> timedelta:
+        """Lateness: how long after its expected start the run started, or has waited so far."""
+        expected = self.expected_start_time
+        if expected is None:
+            return timedelta(0)
+        if self.start_time is not None:
+            return max(self.start_time - expected, timedelta(0))
+        if self.state_type is not None and self.state_type.is_terminal:
+            return timedelta(0)
+        return max(now - expected, timedelta(0))

@@ -1,0 +1,131 @@
+"""Mapping between table rows and domain objects, shared by the repositories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Label, RowMapping
+
+from taskrun_server.database.tables import task_run, task_run_state
+from taskrun_server.domain.states import State, StateDetails
+from taskrun_server.domain.task_runs import TaskRun, TaskRunInput, TaskRunPolicy
+
+STATE_PREFIX = "state__"
+
+state_columns_labelled: list[Label[Any]] = [
+    col.label(f"{STATE_PREFIX}{col.name}") for col in task_run_state.c
+]
+
+
+def state_values(state: State) -> dict[str, Any]:
+    """Column values for a task_run_state row."""
+    return {
+        "id": state.id,
+        "task_run_id": state.task_run_id,
+        "type": state.type,
+        "name": state.name,
+        "timestamp": state.timestamp,
+        "message": state.message,
+        "state_details": state.state_details.to_json(),
+        "data": state.data,
+    }
+
+
+def state_from_row(row: RowMapping, prefix: str = "") -> State:
+    return State(
+        id=row[f"{prefix}id"],
+        task_run_id=row[f"{prefix}task_run_id"],
+        type=row[f"{prefix}type"],
+        name=row[f"{prefix}name"],
+        timestamp=row[f"{prefix}timestamp"],
+        message=row[f"{prefix}message"],
+        state_details=StateDetails.from_json(row[f"{prefix}state_details"]),
+        data=row[f"{prefix}data"],
+    )
+
+
+def task_run_values(run: TaskRun) -> dict[str, Any]:
+    """Column values for a task_run row (everything but the joined state)."""
+    return {
+        "id": run.id,
+        "created": run.created,
+        "updated": run.updated,
+        "name": run.name,
+        "flow_run_id": run.flow_run_id,
+        "task_key": run.task_key,
+        "dynamic_key": run.dynamic_key,
+        "cache_key": run.cache_key,
+        "cache_expiration": run.cache_expiration,
+        "task_version": run.task_version,
+        "empirical_policy": run.empirical_policy.to_json(),
+        "tags": run.tags,
+        "labels": run.labels,
+        "task_inputs": {
+            name: [i.to_json() for i in inputs] for name, inputs in run.task_inputs.items()
+        },
+        "state_id": run.state_id,
+        "state_type": run.state_type,
+        "state_name": run.state_name,
+        "state_timestamp": run.state_timestamp,
+        "run_count": run.run_count,
+        "flow_run_run_count": run.flow_run_run_count,
+        "expected_start_time": run.expected_start_time,
+        "next_scheduled_start_time": run.next_scheduled_start_time,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "total_run_time": run.total_run_time,
+    }
+
+
+RUN_COLUMNS = tuple(
+    c.name
+    for c in task_run.c
+    if c.name not in ("lease_owner", "lease_expires_at", "delivery_count")
+)
+"""The columns a TaskRun maps to; the delivery columns belong to the delivery repository."""
+
+
+def task_run_from_row(row: RowMapping) -> TaskRun:
+    """A TaskRun from a row of task_run columns plus the labelled columns of its state."""
+    state = state_from_row(row, STATE_PREFIX) if row.get(f"{STATE_PREFIX}id") is not None else None
+    return TaskRun(
+        id=row["id"],
+        created=row["created"],
+        updated=row["updated"],
+        name=row["name"],
+        flow_run_id=row["flow_run_id"],
+        task_key=row["task_key"],
+        dynamic_key=row["dynamic_key"],
+        cache_key=row["cache_key"],
+        cache_expiration=row["cache_expiration"],
+        task_version=row["task_version"],
+        empirical_policy=TaskRunPolicy.from_json(row["empirical_policy"]),
+        tags=list(row["tags"]),
+        labels=row["labels"],
+        task_inputs={
+            name: [TaskRunInput.from_json(i) for i in inputs]
+            for name, inputs in row["task_inputs"].items()
+        },
+        state_id=row["state_id"],
+        state_type=row["state_type"],
+        state_name=row["state_name"],
+        state_timestamp=row["state_timestamp"],
+        run_count=row["run_count"],
+        flow_run_run_count=row["flow_run_run_count"],
+        expected_start_time=row["expected_start_time"],
+        next_scheduled_start_time=row["next_scheduled_start_time"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        total_run_time=row["total_run_time"],
+        state=state,
+    )
+
+
+__all__ = [
+    "state_columns_labelled",
+    "state_from_row",
+    "state_values",
+    "task_run",
+    "task_run_from_row",
+    "task_run_values",
+]

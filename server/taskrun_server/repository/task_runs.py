@@ -1,0 +1,229 @@
+"""Queries on task runs. Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Select, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taskrun_server.database.tables import log, task_run, task_run_state
+from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
+from taskrun_server.domain.states import State
+from taskrun_server.domain.task_runs import TaskRun
+from taskrun_server.repository.filters import task_run_order_by, task_run_where
+from taskrun_server.repository.rows import (
+    RUN_COLUMNS,
+    state_columns_labelled,
+    state_from_row,
+    state_values,
+    task_run_from_row,
+    task_run_values,
+)
+
+IDEMPOTENCY_KEY = ["flow_run_id", "task_key", "dynamic_key"]
+
+
+_SELECT_TASK_RUNS = select(task_run, *state_columns_labelled).select_from(
+    task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)
+)
+
+
+def select_task_runs() -> Select[tuple[object, ...]]:
+    """task_run columns plus its current state's, prefixed. Built once; callers add clauses
+    (generatively, so the shared base is never modified)."""
+    return _SELECT_TASK_RUNS
+
+
+def _build_insert_run_with_state() -> Select[int]:
+    """INSERT a run ON CONFLICT DO NOTHING, and its first state only if the run went in.
+
+    Built once: every create executes the same statement object with new parameters, so
+    SQLAlchemy neither rebuilds nor re-keys it (that alone was most of a create's CPU).
+    """
+    run_values = {
+        name: bindparam(f"run_{name}", type_=task_run.c[name].type) for name in RUN_COLUMNS
+    }
+    new_run = (
+        pg_insert(task_run)
+        .values(run_values)
+        .on_conflict_do_nothing(index_elements=IDEMPOTENCY_KEY)
+        .returning(task_run.c.id)
+        .cte("new_run")
+    )
+    state_columns = [c.name for c in task_run_state.c]
+    state_values_select = select(
+        *[bindparam(f"state_{c.name}", type_=c.type).label(c.name) for c in task_run_state.c]
+    ).select_from(new_run)
+    new_state = (
+        insert(task_run_state)
+        .from_select(state_columns, state_values_select)
+        .returning(task_run_state.c.id)
+        .cte("new_state")
+    )
+    return select(func.count()).select_from(new_state)
+
+
+_INSERT_RUN_WITH_STATE = _build_insert_run_with_state()
+
+
+async def insert_task_run(conn: AsyncConnection, run: TaskRun, first_state: State) -> bool:
+    """Insert a run and its first state in one statement, unless its key is taken.
+
+    Returns False, inserting nothing, when a run with the same (flow_run_id, task_key,
+    dynamic_key) exists. The unique index arbitrates, so concurrent creators of one key
+    produce one row: the losers wait for the winner's commit and then see the conflict.
+    One statement is atomic on its own, so callers may run it in autocommit mode: one round
+    trip to Postgres on the hot path of every create.
+    """
+    params = {f"run_{k}": v for k, v in task_run_values(run).items()}
+    params |= {f"state_{k}": v for k, v in state_values(first_state).items()}
+    inserted = await conn.execute(_INSERT_RUN_WITH_STATE, params)
+    return bool(inserted.scalar_one())
+
+
+def _build_store_transition() -> Update:
+    """INSERT the new state and UPDATE the run's bookkeeping columns, in one statement."""
+    new_state = (
+        insert(task_run_state)
+        .values({c.name: bindparam(f"state_{c.name}", type_=c.type) for c in task_run_state.c})
+        .returning(task_run_state.c.id)
+        .cte("new_state")
+    )
+    return (
+        update(task_run)
+        .where(task_run.c.id == bindparam("run_id", type_=task_run.c.id.type))
+        .values({name: bindparam(f"run_{name}", type_=task_run.c[name].type) for name in _MUTABLE})
+        # Any transition settles a delivery: the lease ends with the state it was for.
+        .values(lease_owner=None, lease_expires_at=None)
+        .add_cte(new_state)
+    )
+
+
+_MUTABLE = (
+    "updated",
+    "state_id",
+    "state_type",
+    "state_name",
+    "state_timestamp",
+    "run_count",
+    "flow_run_run_count",
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "start_time",
+    "end_time",
+    "total_run_time",
+)
+"""The run columns orchestration changes; everything else is fixed at creation or by rename."""
+
+_STORE_TRANSITION = _build_store_transition()
+
+
+async def store_transition(conn: AsyncConnection, run: TaskRun, state: State) -> None:
+    """Write a state and the run's bookkeeping as one statement (one round trip)."""
+    values = task_run_values(run)
+    params: dict[str, object] = {"run_id": run.id}
+    params |= {f"run_{name}": values[name] for name in _MUTABLE}
+    params |= {f"state_{k}": v for k, v in state_values(state).items()}
+    await conn.execute(_STORE_TRANSITION, params)
+
+
+async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRun | None:
+    """One run with its current state."""
+    stmt = select_task_runs().where(task_run.c.id == task_run_id)
+    row = (await conn.execute(stmt)).mappings().one_or_none()
+    return task_run_from_row(row) if row is not None else None
+
+
+async def lock_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRun | None:
+    """One run, row-locked until commit, with its current state as of the lock.
+
+    Two statements on purpose. With the state joined into the locking SELECT, a transaction
+    that waited for the lock gets the run's newest row but the state row of its older snapshot
+    (Postgres re-checks only the locked table), and would orchestrate from a stale state. The
+    second statement starts a new snapshot, which sees the state the newest row points at.
+    """
+    locked = select(task_run).where(task_run.c.id == task_run_id).with_for_update()
+    row = (await conn.execute(locked)).mappings().one_or_none()
+    if row is None:
+        return None
+    run = task_run_from_row(row)
+    if run.state_id is not None:
+        run.state = await _read_state(conn, run.state_id)
+    return run
+
+
+async def _read_state(conn: AsyncConnection, state_id: uuid.UUID) -> State | None:
+    stmt = select(task_run_state).where(task_run_state.c.id == state_id)
+    row = (await conn.execute(stmt)).mappings().one_or_none()
+    return state_from_row(row) if row is not None else None
+
+
+async def read_task_run_by_key(
+    conn: AsyncConnection, flow_run_id: uuid.UUID | None, task_key: str, dynamic_key: str
+) -> TaskRun | None:
+    flow_run_match = (
+        task_run.c.flow_run_id.is_(None)
+        if flow_run_id is None
+        else task_run.c.flow_run_id == flow_run_id
+    )
+    stmt = select_task_runs().where(
+        flow_run_match, task_run.c.task_key == task_key, task_run.c.dynamic_key == dynamic_key
+    )
+    row = (await conn.execute(stmt)).mappings().one_or_none()
+    return task_run_from_row(row) if row is not None else None
+
+
+async def read_task_runs(
+    conn: AsyncConnection,
+    query: TaskRunQuery,
+    *,
+    sort: TaskRunSort,
+    limit: int,
+    offset: int,
+) -> list[TaskRun]:
+    stmt = (
+        select_task_runs()
+        .where(*task_run_where(query))
+        .order_by(*task_run_order_by(sort))
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = (await conn.execute(stmt)).mappings().all()
+    return [task_run_from_row(row) for row in rows]
+
+
+async def count_task_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:
+    stmt = select(func.count()).select_from(task_run).where(*task_run_where(query))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def update_task_run_name(
+    conn: AsyncConnection, task_run_id: uuid.UUID, name: str, now: datetime
+) -> bool:
+    """Rename a run; False when it does not exist."""
+    stmt = (
+        update(task_run)
+        .where(task_run.c.id == task_run_id)
+        .values(name=name, updated=now)
+        .returning(task_run.c.id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def delete_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> bool:
+    """Delete a run, its states (by cascade) and its logs; False when it does not exist."""
+    deleted = await conn.execute(
+        delete(task_run).where(task_run.c.id == task_run_id).returning(task_run.c.id)
+    )
+    if deleted.first() is None:
+        return False
+    await conn.execute(delete(log).where(log.c.task_run_id == task_run_id))
+    return True
+
+
+async def task_run_exists(conn: AsyncConnection, task_run_id: uuid.UUID) -> bool:
+    stmt = select(task_run.c.id).where(task_run.c.id == task_run_id)
+    return (await conn.execute(stmt)).first() is not None

@@ -1,0 +1,204 @@
+"""Task-run use cases: create, read, query, rename, delete, and the state history."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskrun_server.database.engine import autocommit_view
+from taskrun_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
+from taskrun_server.domain.history import HistoryInterval
+from taskrun_server.domain.names import generate_name
+from taskrun_server.domain.states import State, StateCreate, StateType
+from taskrun_server.domain.task_runs import TaskRun, TaskRunCreate
+from taskrun_server.orchestration.bookkeeping import (
+    apply_accepted_state,
+    materialize_state,
+    new_run_id,
+)
+from taskrun_server.orchestration.context import TransitionContext
+from taskrun_server.orchestration.rules import orchestrate
+from taskrun_server.repository import concurrency_limits as limits_repo
+from taskrun_server.repository import history as history_repo
+from taskrun_server.repository import states as states_repo
+from taskrun_server.repository import task_runs as runs_repo
+from taskrun_server.service.clock import utcnow
+from taskrun_server.service.database_errors import translate_integrity_error
+
+
+@dataclass(slots=True, frozen=True)
+class Page:
+    """One page of a paginated read."""
+
+    results: list[TaskRun]
+    count: int
+    limit: int
+    pages: int
+    page: int
+
+
+class TaskRunService:
+    """The task-run use cases, over one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._autocommit = autocommit_view(engine)
+
+    async def create(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
+        """Create a run, or return the one that has its key; the flag says which."""
+        now = utcnow()
+        run = _new_task_run(request, now)
+        # The first state goes through the same machinery as SetTaskRunState, forced (no policy
+        # rules, as in the reference): the global bookkeeping fills the run's fields.
+        ctx = TransitionContext(
+            run=run,
+            initial=None,
+            proposed=request.state or StateCreate(type=StateType.PENDING),
+            now=now,
+        )
+        orchestrate(ctx, rules=())
+        assert ctx.proposed is not None
+        first_state = materialize_state(ctx.proposed, run, now)
+        apply_accepted_state(run, None, first_state)
+        async with self._autocommit.connect() as conn:
+            try:
+                created = await runs_repo.insert_task_run(conn, run, first_state)
+            except IntegrityError as error:
+                raise _create_error(error, request) from None
+            if created:
+                return run, True
+            existing = await runs_repo.read_task_run_by_key(
+                conn, run.flow_run_id, run.task_key, run.dynamic_key
+            )
+        if existing is None:  # deleted between our conflict and our read: rare, and retryable
+            raise FailedPrecondition("the task run with this key was deleted concurrently; retry")
+        return existing, False
+
+    async def read(self, task_run_id: uuid.UUID) -> TaskRun:
+        async with self._autocommit.connect() as conn:
+            run = await runs_repo.read_task_run(conn, task_run_id)
+        if run is None:
+            raise _run_not_found(task_run_id)
+        return run
+
+    async def read_many(
+        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, offset: int
+    ) -> list[TaskRun]:
+        async with self._autocommit.connect() as conn:
+            return await runs_repo.read_task_runs(
+                conn, query, sort=sort, limit=limit, offset=offset
+            )
+
+    async def paginate(
+        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, page: int
+    ) -> Page:
+        """One page and the total, read from one snapshot so that they agree."""
+        async with self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                count = await runs_repo.count_task_runs(conn, query)
+                results = await runs_repo.read_task_runs(
+                    conn, query, sort=sort, limit=limit, offset=(page - 1) * limit
+                )
+        pages = math.ceil(count / limit) if limit else 0
+        return Page(results=results, count=count, limit=limit, pages=pages, page=page)
+
+    async def count(self, query: TaskRunQuery) -> int:
+        async with self._autocommit.connect() as conn:
+            return await runs_repo.count_task_runs(conn, query)
+
+    async def history(
+        self, query: TaskRunQuery, *, start: datetime, end: datetime, interval: timedelta
+    ) -> list[HistoryInterval]:
+        async with self._autocommit.connect() as conn:
+            return await history_repo.task_run_history(
+                conn, query, start=start, end=end, interval=interval, now=utcnow()
+            )
+
+    async def rename(self, task_run_id: uuid.UUID, name: str | None) -> TaskRun:
+        """Apply an update; with nothing to change it only checks that the run exists."""
+        async with self._engine.begin() as conn:
+            if name is not None:
+                found = await runs_repo.update_task_run_name(conn, task_run_id, name, utcnow())
+                if not found:
+                    raise _run_not_found(task_run_id)
+            run = await runs_repo.read_task_run(conn, task_run_id)
+        if run is None:
+            raise _run_not_found(task_run_id)
+        return run
+
+    async def delete(self, task_run_id: uuid.UUID) -> None:
+        """Delete a run with its states and logs, and free any concurrency slot it holds."""
+        async with self._engine.begin() as conn:
+            if not await runs_repo.delete_task_run(conn, task_run_id):
+                raise _run_not_found(task_run_id)
+            await limits_repo.release_slots(conn, task_run_id, utcnow())
+
+    async def read_state(self, state_id: uuid.UUID) -> State:
+        async with self._autocommit.connect() as conn:
+            state = await states_repo.read_state(conn, state_id)
+        if state is None:
+            raise NotFound(f"task run state {state_id} does not exist", "state_id")
+        return state
+
+    async def read_states(self, task_run_id: uuid.UUID) -> list[State]:
+        """A run's history; NOT_FOUND for an unknown run rather than an empty list."""
+        async with self._autocommit.connect() as conn:
+            if not await runs_repo.task_run_exists(conn, task_run_id):
+                raise _run_not_found(task_run_id)
+            return await states_repo.read_states(conn, task_run_id)
+
+    async def delete_state(self, state_id: uuid.UUID) -> None:
+        """Delete a past state. The current one is refused: the run would point at nothing."""
+        async with self._engine.begin() as conn:
+            owner = await states_repo.lock_state_owner(conn, state_id)
+            if owner is None:
+                raise NotFound(f"task run state {state_id} does not exist", "state_id")
+            if owner.is_current:
+                raise FailedPrecondition(
+                    f"state {state_id} is the current state of task run {owner.task_run_id}; "
+                    "set a new state first or delete the task run",
+                    "state_id",
+                )
+            await states_repo.delete_state(conn, state_id)
+
+
+def _new_task_run(request: TaskRunCreate, now: datetime) -> TaskRun:
+    return TaskRun(
+        id=new_run_id(request.id),
+        created=now,
+        updated=now,
+        name=request.name or generate_name(),
+        flow_run_id=request.flow_run_id,
+        task_key=request.task_key,
+        dynamic_key=request.dynamic_key,
+        cache_key=request.cache_key,
+        cache_expiration=request.cache_expiration,
+        task_version=request.task_version,
+        empirical_policy=request.empirical_policy.normalized(),
+        tags=request.tags,
+        labels=request.labels,
+        task_inputs=request.task_inputs,
+    )
+
+
+def _create_error(error: IntegrityError, request: TaskRunCreate) -> Exception:
+    known = {
+        "task_run_flow_run_id_fkey": NotFound(
+            f"flow run {request.flow_run_id} does not exist", "flow_run_id"
+        ),
+        "task_run_pkey": AlreadyExists(
+            f"a task run with id {request.id} exists with another key", "id"
+        ),
+    }
+    return translate_integrity_error(error, known) or error
+
+
+def _run_not_found(task_run_id: uuid.UUID) -> NotFound:
+    return NotFound(f"task run {task_run_id} does not exist", "task_run_id")

@@ -1,0 +1,112 @@
+"""One typed settings object, read from TASKRUN_* environment variables.
+
+Everything a deployer may want to change lives here so that the rest of the code takes values,
+not environment lookups.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server configuration. Field `x` is read from `TASKRUN_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKRUN_", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the Postgres database, e.g. "
+            "postgresql+psycopg://user@127.0.0.1:5432/taskrun. "
+            "Unset: an embedded Postgres is started in `data_dir`."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path(".taskrun/postgres"),
+        description="Where the embedded Postgres keeps its files when no database_url is set.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the gRPC server binds to.")
+    port: int = Field(default=50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain for TLS (with tls_key_file)."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key for TLS.")
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: when set, clients must present a certificate it signed (mTLS).",
+    )
+    plaintext: bool | None = Field(
+        default=None,
+        description=(
+            "Serve without TLS. Unset: allowed only on a loopback host; other hosts need "
+            "certificates or an explicit true (e.g. behind a proxy that terminates TLS)."
+        ),
+    )
+    auth_tokens: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated bearer tokens; when set, every RPC but health needs one.",
+    )
+    auth_tokens_file: Path | None = Field(
+        default=None, description="A file of bearer tokens, one per line (# comments allowed)."
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Apply pending Alembic migrations before serving."
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept open to Postgres.")
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections allowed under load."
+    )
+    health_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the database is probed; health is NOT_SERVING while it is down.",
+    )
+    grace_period_seconds: float = Field(
+        default=10.0, ge=0, description="How long in-flight calls may finish on shutdown."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level name.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per line (for log pipelines); `text`: key=value.",
+    )
+    access_log: bool = Field(
+        default=True, description="Log one line per RPC: method, code, latency, task run id."
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics over HTTP.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics port binds.")
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Prometheus port (/metrics); 0 picks a free one."
+    )
+    metrics_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often the queued and leased gauges are re-read."
+    )
+    concurrency_slot_wait_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="WAIT delay when a tag's concurrency limit is full (the reference's default).",
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a delivered task stays leased to its subscriber before redelivery.",
+    )
+    delivery_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest a subscriber sleeps between claims when no notification comes.",
+    )
+    paused_flow_wait_seconds: float = Field(
+        default=5.0, gt=0, description="WAIT delay for a task whose flow run is paused."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
