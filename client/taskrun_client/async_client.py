@@ -1,0 +1,138 @@
+"""AsyncTaskRunClient: the task-run API for asyncio programs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from taskrun.v1 import state_pb2, task_run_pb2
+from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun.v1 import task_run_service_pb2_grpc as rpc
+from taskrun_client import requests
+from taskrun_client.channels import aio_channel
+from taskrun_client.config import ClientConfig
+from taskrun_client.errors import TaskRunError
+from taskrun_client.retries import RETRY_SAFE, settle_duplicate, with_transition_id
+
+
+class AsyncTaskRunClient:
+    """Every call has a deadline (`config.timeout`); retry-safe calls are retried on
+    UNAVAILABLE with backoff; failures raise TaskRunError."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+        self._channel = aio_channel(self.config)
+        self._stub: Any = rpc.TaskRunServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncTaskRunClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        delays = self.config.retry.delays() if method in RETRY_SAFE else []
+        for delay in [*delays, None]:
+            try:
+                return await getattr(self._stub, method)(
+                    request, timeout=self.config.timeout, metadata=self.config.metadata()
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.UNAVAILABLE and delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                raise TaskRunError.from_rpc_error(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def create_task_run(
+        self, task_key: str, dynamic_key: str, **fields: Any
+    ) -> pb.CreateTaskRunResponse:
+        """Create a run, or get the one with this key (`created` says which)."""
+        response: pb.CreateTaskRunResponse = await self._call(
+            "CreateTaskRun", requests.create_task_run(task_key, dynamic_key, **fields)
+        )
+        return response
+
+    async def read_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
+        response = await self._call("ReadTaskRun", pb.ReadTaskRunRequest(task_run_id=task_run_id))
+        return response.task_run  # type: ignore[no-any-return]
+
+    async def read_task_runs(self, **request: Any) -> list[task_run_pb2.TaskRun]:
+        response = await self._call("ReadTaskRuns", pb.ReadTaskRunsRequest(**request))
+        return list(response.task_runs)
+
+    async def paginate_task_runs(self, **request: Any) -> pb.PaginateTaskRunsResponse:
+        response: pb.PaginateTaskRunsResponse = await self._call(
+            "PaginateTaskRuns", pb.PaginateTaskRunsRequest(**request)
+        )
+        return response
+
+    async def count_task_runs(self, **filters: Any) -> int:
+        response = await self._call("CountTaskRuns", pb.CountTaskRunsRequest(**filters))
+        return int(response.count)
+
+    async def task_run_history(
+        self, start: datetime, end: datetime, interval: timedelta, **filters: Any
+    ) -> list[pb.HistoryInterval]:
+        response = await self._call(
+            "TaskRunHistory", requests.history(start, end, interval, **filters)
+        )
+        return list(response.intervals)
+
+    async def update_task_run(self, task_run_id: str, *, name: str) -> task_run_pb2.TaskRun:
+        response = await self._call(
+            "UpdateTaskRun", pb.UpdateTaskRunRequest(task_run_id=task_run_id, name=name)
+        )
+        return response.task_run  # type: ignore[no-any-return]
+
+    async def delete_task_run(self, task_run_id: str) -> None:
+        await self._call("DeleteTaskRun", pb.DeleteTaskRunRequest(task_run_id=task_run_id))
+
+    async def read_task_run_states(self, task_run_id: str) -> list[state_pb2.State]:
+        response = await self._call(
+            "ReadTaskRunStates", pb.ReadTaskRunStatesRequest(task_run_id=task_run_id)
+        )
+        return list(response.states)
+
+    async def set_task_run_state(
+        self,
+        task_run_id: str,
+        state: state_pb2.StateCreate | int,
+        *,
+        force: bool = False,
+        **naming: str,
+    ) -> pb.SetTaskRunStateResponse:
+        """Propose a state. Safe to retry: the proposal carries a transition id."""
+        request = requests.set_state(task_run_id, state, force, **naming)
+        transition_id = with_transition_id(request)
+        response: pb.SetTaskRunStateResponse = await self._call("SetTaskRunState", request)
+        settle_duplicate(response, transition_id)
+        return response
+
+    async def subscribe_scheduled_tasks(
+        self, task_keys: list[str], *, prefetch: int = 10, client_id: str = ""
+    ) -> AsyncGenerator[pb.SubscribeScheduledTasksResponse, None]:
+        """Deliveries until the stream ends. No deadline: it lasts as long as the worker."""
+        call = self._stub.SubscribeScheduledTasks(
+            requests.subscribe(task_keys, prefetch, client_id), metadata=self.config.metadata()
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as error:
+            raise TaskRunError.from_rpc_error(error) from None
+        finally:
+            call.cancel()

@@ -1,0 +1,126 @@
+"""TaskRunClient: the task-run API for ordinary (blocking) programs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from taskrun.v1 import state_pb2, task_run_pb2
+from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun.v1 import task_run_service_pb2_grpc as rpc
+from taskrun_client import requests
+from taskrun_client.channels import sync_channel
+from taskrun_client.config import ClientConfig
+from taskrun_client.errors import TaskRunError
+from taskrun_client.retries import RETRY_SAFE, settle_duplicate, with_transition_id
+
+
+class TaskRunClient:
+    """The blocking twin of AsyncTaskRunClient, with the same deadlines, retries and errors."""
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+        self._channel = sync_channel(self.config)
+        self._stub: Any = rpc.TaskRunServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TaskRunClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        delays = self.config.retry.delays() if method in RETRY_SAFE else []
+        for delay in [*delays, None]:
+            try:
+                return getattr(self._stub, method)(
+                    request, timeout=self.config.timeout, metadata=self.config.metadata()
+                )
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if code is grpc.StatusCode.UNAVAILABLE and delay is not None:
+                    time.sleep(delay)
+                    continue
+                raise TaskRunError.from_rpc_error(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def create_task_run(
+        self, task_key: str, dynamic_key: str, **fields: Any
+    ) -> pb.CreateTaskRunResponse:
+        response: pb.CreateTaskRunResponse = self._call(
+            "CreateTaskRun", requests.create_task_run(task_key, dynamic_key, **fields)
+        )
+        return response
+
+    def read_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
+        response = self._call("ReadTaskRun", pb.ReadTaskRunRequest(task_run_id=task_run_id))
+        return response.task_run  # type: ignore[no-any-return]
+
+    def read_task_runs(self, **request: Any) -> list[task_run_pb2.TaskRun]:
+        return list(self._call("ReadTaskRuns", pb.ReadTaskRunsRequest(**request)).task_runs)
+
+    def paginate_task_runs(self, **request: Any) -> pb.PaginateTaskRunsResponse:
+        response: pb.PaginateTaskRunsResponse = self._call(
+            "PaginateTaskRuns", pb.PaginateTaskRunsRequest(**request)
+        )
+        return response
+
+    def count_task_runs(self, **filters: Any) -> int:
+        return int(self._call("CountTaskRuns", pb.CountTaskRunsRequest(**filters)).count)
+
+    def task_run_history(
+        self, start: datetime, end: datetime, interval: timedelta, **filters: Any
+    ) -> list[pb.HistoryInterval]:
+        response = self._call("TaskRunHistory", requests.history(start, end, interval, **filters))
+        return list(response.intervals)
+
+    def update_task_run(self, task_run_id: str, *, name: str) -> task_run_pb2.TaskRun:
+        request = pb.UpdateTaskRunRequest(task_run_id=task_run_id, name=name)
+        return self._call("UpdateTaskRun", request).task_run  # type: ignore[no-any-return]
+
+    def delete_task_run(self, task_run_id: str) -> None:
+        self._call("DeleteTaskRun", pb.DeleteTaskRunRequest(task_run_id=task_run_id))
+
+    def read_task_run_states(self, task_run_id: str) -> list[state_pb2.State]:
+        request = pb.ReadTaskRunStatesRequest(task_run_id=task_run_id)
+        return list(self._call("ReadTaskRunStates", request).states)
+
+    def set_task_run_state(
+        self,
+        task_run_id: str,
+        state: state_pb2.StateCreate | int,
+        *,
+        force: bool = False,
+        **naming: str,
+    ) -> pb.SetTaskRunStateResponse:
+        request = requests.set_state(task_run_id, state, force, **naming)
+        transition_id = with_transition_id(request)
+        response: pb.SetTaskRunStateResponse = self._call("SetTaskRunState", request)
+        settle_duplicate(response, transition_id)
+        return response
+
+    def subscribe_scheduled_tasks(
+        self, task_keys: list[str], *, prefetch: int = 10, client_id: str = ""
+    ) -> Iterator[pb.SubscribeScheduledTasksResponse]:
+        call = self._stub.SubscribeScheduledTasks(
+            requests.subscribe(task_keys, prefetch, client_id), metadata=self.config.metadata()
+        )
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise TaskRunError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
