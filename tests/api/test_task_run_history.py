@@ -1,0 +1,147 @@
+"""TaskRunHistory: buckets by expected start time, summaries per state, and its bounds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from taskrun.v1 import filters_pb2 as f
+from taskrun.v1 import state_pb2
+from taskrun.v1 import task_run_service_pb2 as pb
+from tests.factories import TaskRunStub, at, create_run, expect_status, hours, now, scheduled, ts
+
+
+def seconds(n: float) -> Duration:
+    d = Duration()
+    d.FromTimedelta(timedelta(seconds=n))
+    return d
+
+
+async def test_runs_fall_in_the_bucket_of_their_expected_start(task_runs: TaskRunStub) -> None:
+    start = now().replace(microsecond=0) + hours(10)
+    await create_run(task_runs, state=scheduled(start + timedelta(minutes=5)))
+    await create_run(task_runs, state=scheduled(start + timedelta(minutes=10)))
+    await create_run(task_runs, state=scheduled(start + hours(2)))
+    await create_run(task_runs, state=scheduled(start + hours(5)))  # outside the window
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(start),
+            history_end=ts(start + hours(3)),
+            history_interval=seconds(3600),
+        )
+    )
+    assert [at(i.interval_start) for i in response.intervals] == [
+        start,
+        start + hours(1),
+        start + hours(2),
+    ]
+    assert [at(i.interval_end) for i in response.intervals] == [
+        start + hours(1),
+        start + hours(2),
+        start + hours(3),
+    ]
+    counts = [
+        [(s.state_type, s.state_name, s.count_runs) for s in i.states] for i in response.intervals
+    ]
+    assert counts == [
+        [(state_pb2.STATE_TYPE_SCHEDULED, "Scheduled", 2)],
+        [],
+        [(state_pb2.STATE_TYPE_SCHEDULED, "Scheduled", 1)],
+    ]
+
+
+async def test_a_run_exactly_on_a_boundary_opens_the_next_bucket(task_runs: TaskRunStub) -> None:
+    start = now().replace(microsecond=0) + hours(1)
+    await create_run(task_runs, state=scheduled(start + hours(1)))
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(start),
+            history_end=ts(start + hours(2)),
+            history_interval=seconds(3600),
+        )
+    )
+    assert [len(i.states) for i in response.intervals] == [0, 1]
+
+
+async def test_states_are_summarised_separately_with_times(task_runs: TaskRunStub) -> None:
+    start = now() - hours(1)
+    await create_run(task_runs, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING))
+    await create_run(task_runs, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_COMPLETED))
+    late = await create_run(task_runs, state=scheduled(now() - timedelta(minutes=30)))
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(start),
+            history_end=ts(start + hours(2)),
+            history_interval=seconds(7200),
+        )
+    )
+    (bucket,) = response.intervals
+    by_type = {s.state_type: s for s in bucket.states}
+    assert set(by_type) == {
+        state_pb2.STATE_TYPE_SCHEDULED,
+        state_pb2.STATE_TYPE_RUNNING,
+        state_pb2.STATE_TYPE_COMPLETED,
+    }
+    assert all(s.count_runs == 1 for s in bucket.states)
+    # A RUNNING run has been running since its state began; a late SCHEDULED one is late.
+    assert by_type[state_pb2.STATE_TYPE_RUNNING].sum_estimated_run_time.ToTimedelta() > timedelta(0)
+    lateness = by_type[state_pb2.STATE_TYPE_SCHEDULED].sum_estimated_lateness.ToTimedelta()
+    assert timedelta(minutes=29) < lateness < timedelta(minutes=31)
+    assert at(late.expected_start_time) < now()
+    assert by_type[
+        state_pb2.STATE_TYPE_COMPLETED
+    ].sum_estimated_lateness.ToTimedelta() == timedelta(0)
+
+
+async def test_filters_apply_to_history(task_runs: TaskRunStub) -> None:
+    start = now() + hours(1)
+    await create_run(task_runs, tags=["x"], state=scheduled(start))
+    await create_run(task_runs, state=scheduled(start))
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(start),
+            history_end=ts(start + hours(1)),
+            history_interval=seconds(3600),
+            task_runs=f.TaskRunFilter(tags=f.TagsFilter(all=["x"])),
+        )
+    )
+    assert [s.count_runs for s in response.intervals[0].states] == [1]
+
+
+async def test_history_bounds_are_validated(task_runs: TaskRunStub) -> None:
+    start = now()
+    good = {
+        "history_start": ts(start),
+        "history_end": ts(start + hours(1)),
+        "history_interval": seconds(60),
+    }
+    cases: list[tuple[dict[str, object], str]] = [
+        ({**good, "history_interval": seconds(0.5)}, "history_interval"),
+        ({**good, "history_end": ts(start - hours(1))}, "history_end"),
+        (
+            {**good, "history_end": ts(start + hours(10)), "history_interval": seconds(1)},
+            "limit is 500",
+        ),
+        ({k: v for k, v in good.items() if k != "history_start"}, "history_start"),
+        ({k: v for k, v in good.items() if k != "history_interval"}, "history_interval"),
+    ]
+    for fields, needle in cases:
+        await expect_status(
+            task_runs.TaskRunHistory(pb.TaskRunHistoryRequest(**fields)),  # type: ignore[arg-type]
+            grpc.StatusCode.INVALID_ARGUMENT,
+            needle,
+        )
+
+
+async def test_five_hundred_buckets_are_allowed(task_runs: TaskRunStub) -> None:
+    start = now()
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(start),
+            history_end=ts(start + timedelta(seconds=500)),
+            history_interval=seconds(1),
+        )
+    )
+    assert len(response.intervals) == 500

@@ -1,0 +1,65 @@
+"""SIGTERM: in-flight unary calls finish, streams end with UNAVAILABLE, and the process exits
+within its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import grpc
+
+from taskrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+from tests.faults.row_lock import row_locked, until_someone_waits
+from tests.processes import free_port, start_server_process, wait_until_serving
+
+GRACE = 5.0
+
+
+async def test_sigterm_drains_calls_ends_streams_and_exits_in_time(database_url: str) -> None:
+    port = free_port()
+    process = start_server_process(database_url, port, GRACE_PERIOD_SECONDS=str(GRACE))
+    try:
+        await asyncio.to_thread(wait_until_serving, port, time.monotonic() + 60)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+            created = await stub.CreateTaskRun(
+                task_run_service_pb2.CreateTaskRunRequest(task_key="sigterm", dynamic_key="0")
+            )
+            run_id = created.task_run.id
+            stream = stub.SubscribeScheduledTasks(
+                task_run_service_pb2.SubscribeScheduledTasksRequest(task_keys=["sigterm"])
+            )
+            async with row_locked(database_url, run_id) as lock:
+                in_flight = asyncio.ensure_future(
+                    stub.SetTaskRunState(
+                        task_run_service_pb2.SetTaskRunStateRequest(
+                            task_run_id=run_id,
+                            state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING),
+                        ),
+                        timeout=30,
+                    )
+                )
+                await until_someone_waits(lock)
+                process.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                await asyncio.sleep(1.0)  # the call is still held by the lock
+                assert not in_flight.done()
+            answer = await asyncio.wait_for(in_flight, 20)  # the lock is gone: it completes
+
+            try:
+                await asyncio.wait_for(stream.read(), 20)
+                ended = grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as error:
+                ended = error.code()
+        exit_code = await asyncio.to_thread(process.wait, GRACE + 10)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert answer.status == task_run_service_pb2.SET_STATE_STATUS_ACCEPT
+    assert ended == grpc.StatusCode.UNAVAILABLE
+    assert exit_code == 0
+    assert took < GRACE + 3

@@ -1,0 +1,84 @@
+"""Real `taskrun-server` processes for tests that need several replicas or a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_serving(port: int, deadline: float) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # types-grpcio-health-checking does not declare the stub's methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                status: int = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                return status
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def start_server_process(database_url: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """Start a server process without waiting for it to serve."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
+    env |= {
+        "TASKRUN_DATABASE_URL": database_url,
+        "TASKRUN_PORT": str(port),
+        "TASKRUN_LOG_LEVEL": "WARNING",
+        "TASKRUN_METRICS_PORT": "0",
+        **{f"TASKRUN_{k.upper()}": v for k, v in settings.items()},
+    }
+    return subprocess.Popen([sys.executable, "-m", "taskrun_server.cli", "serve"], env=env)
+
+
+@contextmanager
+def server_process(database_url: str, **settings: str) -> Iterator[str]:
+    """A server process on `database_url`; yields its target, stops it with SIGTERM."""
+    port = free_port()
+    process = start_server_process(database_url, port, **settings)
+    try:
+        wait_until_serving(port, time.monotonic() + 60)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the `taskrun` CLI as a process, without blocking the event loop (an in-process
+    server may share it). Returns the exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "taskrun_client.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -1,0 +1,56 @@
+"""The `taskrun-server` command as `make run` starts it: embedded Postgres, health, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+
+from tests.processes import free_port, wait_until_serving
+
+
+def test_server_starts_on_embedded_postgres_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
+    env |= {"TASKRUN_PORT": str(port), "TASKRUN_DATA_DIR": str(tmp_path / "pg")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskrun_server.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        status = wait_until_serving(port, time.monotonic() + 90)
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "embedded" in output and "serving on" in output
+
+
+def test_an_insecure_configuration_is_refused_before_any_database_work() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
+    env |= {
+        "TASKRUN_HOST": "0.0.0.0",
+        "TASKRUN_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",  # never reached
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "taskrun_server.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "refusing to serve plaintext on 0.0.0.0" in finished.stderr
+    assert "Traceback" not in finished.stderr
