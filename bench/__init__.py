@@ -1,0 +1,1 @@
+"""Benchmarks for taskrun, run with `make bench`."""

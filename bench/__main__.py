@@ -1,0 +1,205 @@
+"""`make bench`: throughput and latency of the task-run RPCs against a real server process.
+
+Prints one table. Figures vary with the machine's load: run it a few times (`--repeat N`
+reports the median of N rounds) and compare ratios rather than absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import psycopg
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bench.dataset import load_task_runs
+from bench.delivery import bench_delivery
+from bench.measure import Row, percentile
+from bench.server_process import bench_server, libpq_url
+from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+
+pb = task_run_service_pb2
+
+
+async def measure(
+    name: str, call: Callable[[int], Awaitable[object]], *, total: int, concurrency: int
+) -> Row:
+    """Run `total` calls from `concurrency` loops; latency per call, throughput overall."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Row(
+        name=name,
+        ops_per_second=total / elapsed,
+        p50_ms=percentile(latencies, 0.5) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+    )
+
+
+async def bench_state_changes(stub: Any, *, lives: int) -> list[Row]:
+    """PENDING -> RUNNING -> COMPLETED for many runs; latency is per SetTaskRunState call."""
+    rows: list[Row] = []
+    running = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
+    completed = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_COMPLETED)
+    for concurrency in (1, 32):
+        total = lives if concurrency > 1 else max(lives // 4, 200)
+        prefix = uuid.uuid4().hex[:8]
+        created = await asyncio.gather(
+            *(
+                stub.CreateTaskRun(
+                    pb.CreateTaskRunRequest(task_key="bench.life", dynamic_key=f"{prefix}-{i}")
+                )
+                for i in range(total)
+            )
+        )
+        runs = iter([c.task_run.id for c in created])
+        latencies: list[float] = []
+
+        async def worker(pending: Iterator[str], latencies: list[float]) -> None:
+            for run_id in pending:
+                for proposal in (running, completed):
+                    started = time.perf_counter()
+                    answer = await stub.SetTaskRunState(
+                        pb.SetTaskRunStateRequest(task_run_id=run_id, state=proposal)
+                    )
+                    latencies.append(time.perf_counter() - started)
+                    assert answer.status == pb.SET_STATE_STATUS_ACCEPT, answer
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(runs, latencies) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        rows.append(
+            Row(
+                name=f"SetTaskRunState c={concurrency} (per change)",
+                ops_per_second=len(latencies) / elapsed,
+                p50_ms=percentile(latencies, 0.5) * 1000,
+                p99_ms=percentile(latencies, 0.99) * 1000,
+            )
+        )
+    return rows
+
+
+def ts(value: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+async def run_round(runs: int, creates: int) -> list[Row]:
+    rows: list[Row] = []
+    with bench_server() as server:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+            prefix = uuid.uuid4().hex[:8]
+
+            async def create(i: int) -> object:
+                return await stub.CreateTaskRun(
+                    pb.CreateTaskRunRequest(
+                        task_key="bench.create", dynamic_key=f"{prefix}-{i}", tags=["bench"]
+                    )
+                )
+
+            await measure("warm-up", create, total=200, concurrency=8)
+            for concurrency in (1, 32):
+                prefix = uuid.uuid4().hex[:8]
+                total = creates if concurrency > 1 else max(creates // 4, 500)
+                rows.append(
+                    await measure(
+                        f"CreateTaskRun c={concurrency}",
+                        create,
+                        total=total,
+                        concurrency=concurrency,
+                    )
+                )
+
+            rows += await bench_state_changes(stub, lives=creates // 4)
+            rows += await bench_delivery(stub, backlog=2000)
+
+            now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            start = now - timedelta(hours=24)
+            with psycopg.connect(libpq_url(server.database_url), autocommit=True) as conn:
+                load_task_runs(conn, runs, start=start, end=now)
+
+            state_and_tag = filters_pb2.TaskRunFilter(
+                state=filters_pb2.StateFilter(
+                    type=filters_pb2.StateTypeFilter(any=[state_pb2.STATE_TYPE_COMPLETED])
+                ),
+                tags=filters_pb2.TagsFilter(all=["team-3"]),
+            )
+
+            async def read(_: int) -> object:
+                return await stub.ReadTaskRuns(pb.ReadTaskRunsRequest(task_runs=state_and_tag))
+
+            async def count(_: int) -> object:
+                return await stub.CountTaskRuns(pb.CountTaskRunsRequest(task_runs=state_and_tag))
+
+            hour = Duration(seconds=3600)
+
+            async def history(_: int) -> object:
+                return await stub.TaskRunHistory(
+                    pb.TaskRunHistoryRequest(
+                        history_start=ts(start), history_end=ts(now), history_interval=hour
+                    )
+                )
+
+            label = f"{runs // 1000}k runs"
+            for name, call in (
+                (f"ReadTaskRuns state+tag, limit 200 ({label})", read),
+                (f"CountTaskRuns state+tag ({label})", count),
+                (f"TaskRunHistory 24 buckets ({label})", history),
+            ):
+                await measure("warm-up", call, total=5, concurrency=1)
+                rows.append(await measure(name, call, total=100, concurrency=1))
+    return rows
+
+
+def median_rows(rounds: list[list[Row]]) -> list[Row]:
+    return [
+        Row(
+            name=group[0].name,
+            ops_per_second=statistics.median(r.ops_per_second for r in group),
+            p50_ms=statistics.median(r.p50_ms for r in group),
+            p99_ms=statistics.median(r.p99_ms for r in group),
+        )
+        for group in zip(*rounds, strict=True)
+    ]
+
+
+def print_table(rows: list[Row], repeat: int) -> None:
+    width = max(len(r.name) for r in rows)
+    print(f"\ntaskrun benchmark (median of {repeat} round{'s' if repeat > 1 else ''})")
+    print(f"{'operation':<{width}}  {'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}")
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.ops_per_second:>9.1f}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=100_000, help="task runs to query over")
+    parser.add_argument("--creates", type=int, default=4000, help="creates at concurrency 32")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the median is shown")
+    args = parser.parse_args()
+    rounds = [asyncio.run(run_round(args.runs, args.creates)) for _ in range(args.repeat)]
+    print_table(median_rows(rounds), args.repeat)
+
+
+if __name__ == "__main__":
+    main()
