@@ -1,0 +1,32 @@
+# taskrun server image. Postgres is external: set TASKRUN_DATABASE_URL.
+#   docker build -t taskrun .
+#   docker run -p 50051:50051 -e TASKRUN_DATABASE_URL=postgresql://user:pw@db:5432/taskrun taskrun
+FROM python:3.11-slim AS build
+WORKDIR /src
+RUN pip install --no-cache-dir build==1.*
+COPY pyproject.toml README.md ./
+COPY protos protos
+COPY gen gen
+COPY server server
+COPY client client
+RUN python -m build --wheel --outdir /dist
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 taskrun
+COPY --from=build /dist/*.whl /tmp/
+RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
+USER taskrun
+# Outside loopback the server refuses plaintext unless told: this image assumes TLS ends at the
+# load balancer or mesh. To serve TLS itself, mount the files, set TASKRUN_TLS_CERT_FILE and
+# TASKRUN_TLS_KEY_FILE (TASKRUN_TLS_CLIENT_CA_FILE for mTLS) and TASKRUN_PLAINTEXT=false.
+ENV TASKRUN_HOST=0.0.0.0 \
+    TASKRUN_PORT=50051 \
+    TASKRUN_PLAINTEXT=true \
+    TASKRUN_METRICS_HOST=0.0.0.0 \
+    TASKRUN_METRICS_PORT=9464 \
+    TASKRUN_LOG_FORMAT=json \
+    PYTHONUNBUFFERED=1
+EXPOSE 50051 9464
+# Migrations run at start (TASKRUN_MIGRATE_ON_START); SIGTERM drains in-flight calls.
+STOPSIGNAL SIGTERM
+CMD ["taskrun-server", "serve"]

@@ -1,0 +1,76 @@
+# taskrun: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTO_FILES := $(wildcard protos/taskrun/v1/*.proto)
+NODE_BIN := node_modules/.bin
+
+.PHONY: install node-deps run test bench scale-out protos protos-check lint typecheck buf-lint check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Generate the Python stubs (grpcio-tools + mypy-protobuf) into gen/taskrun/v1.
+protos: install
+	rm -rf gen/taskrun
+	mkdir -p gen/taskrun/v1
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen \
+		$(PROTO_FILES)
+	echo '"""Generated protobuf and gRPC stubs for the taskrun.v1 contract. Do not edit."""' > gen/taskrun/__init__.py
+	cp gen/taskrun/__init__.py gen/taskrun/v1/__init__.py
+	touch gen/taskrun/py.typed
+
+## Fail when the committed stubs differ from what `make protos` produces.
+protos-check: protos
+	@git diff --exit-code --stat -- gen/ || (echo "gen/ is stale: run 'make protos' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- gen/)" || (echo "gen/ has untracked files: run 'make protos' and commit" && git status --porcelain -- gen/ && exit 1)
+
+run: install
+	$(BIN)/taskrun-server serve
+
+## Node tooling (buf, grpc-js) for the buf curl and polyglot tests; skipped where npm is absent.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		[ node_modules/.installed -nt package.json ] || \
+		(npm install --no-audit --no-fund --silent && touch node_modules/.installed); \
+	else echo "npm not found: the buf curl and Node.js client tests will be skipped"; fi
+
+test: install node-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## 1, 2 and 3 replicas behind nginx grpc_pass (needs Debian's nginx-light).
+scale-out: install
+	$(BIN)/python -m bench.scale_out $(SCALE_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+$(NODE_BIN)/buf: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+buf-lint: $(NODE_BIN)/buf
+	cd protos && ../$(NODE_BIN)/buf lint
+
+check: lint typecheck buf-lint protos-check test
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .taskrun
