@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_reflection.v1alpha import reflection_pb2
 
 from taskrun.v1 import (
     concurrency_limits_pb2_grpc,
@@ -110,3 +111,12 @@ async def history(stub: TaskRunStub, run_id: str) -> list[state_pb2.State]:
         task_run_service_pb2.ReadTaskRunStatesRequest(task_run_id=run_id)
     )
     return list(response.states)
+
+
+def reflection_stream(channel: grpc.aio.Channel, package: str) -> Any:
+    """The reflection stream under either protocol name: v1 and v1alpha share their messages."""
+    return channel.stream_stream(
+        f"/{package}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )

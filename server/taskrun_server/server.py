@@ -14,7 +14,6 @@ from datetime import timedelta
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskrun.v1 import (
@@ -29,6 +28,7 @@ from taskrun_server.api.auth_interceptor import TokenAuthInterceptor
 from taskrun_server.api.concurrency_limit_servicer import ConcurrencyLimitServicer
 from taskrun_server.api.errors import ErrorStatusInterceptor
 from taskrun_server.api.health_reporter import DatabaseHealthReporter
+from taskrun_server.api.reflection import enable_reflection
 from taskrun_server.api.resource_servicers import (
     DeploymentServicer,
     FlowRunServicer,
@@ -157,13 +157,8 @@ async def start_server(
 
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
 
     address = f"{settings.host}:{settings.port}"

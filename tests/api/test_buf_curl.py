@@ -36,8 +36,13 @@ async def buf_curl(server: RunningServer, *args: str) -> str:
     return stdout.decode()
 
 
-async def test_lists_every_service_through_reflection(fresh_server: RunningServer) -> None:
-    services = (await buf_curl(fresh_server, "--list-services", "BASE")).split()
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_lists_every_service_through_reflection(
+    fresh_server: RunningServer, protocol: str
+) -> None:
+    services = (
+        await buf_curl(fresh_server, "--reflect-protocol", protocol, "--list-services", "BASE")
+    ).split()
     assert {"taskrun.v1.TaskRunService", "grpc.health.v1.Health"} <= set(services)
 
 
@@ -56,7 +61,7 @@ async def test_describes_a_message_through_the_reflection_stream(
             fresh_server,
             "-d",
             json.dumps({"file_containing_symbol": "taskrun.v1.TaskRun"}),
-            "BASE/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "BASE/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         )
     )
     files = [

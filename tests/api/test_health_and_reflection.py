@@ -1,12 +1,29 @@
-"""Health checking and server reflection are always on."""
+"""Health checking and server reflection (v1 and v1alpha) are always on."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import grpc
+import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
+
+from tests.factories import reflection_stream
+
+# The two protocols' messages are identical on the wire; only the service name differs.
+PROTOCOLS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
+
+
+async def reflect(
+    channel: grpc.aio.Channel, package: str, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
+    call = reflection_stream(channel, package)
+    responses = [response async for response in call(iter([request]))]
+    assert len(responses) == 1
+    response: reflection_pb2.ServerReflectionResponse = responses[0]
+    return response
 
 
 async def test_health_reports_serving_overall_and_per_service(channel: grpc.aio.Channel) -> None:
@@ -16,12 +33,12 @@ async def test_health_reports_serving_overall_and_per_service(channel: grpc.aio.
         assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None:
-    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    services: set[str] = set()
-    async for response in stub.ServerReflectionInfo(iter([request])):
-        services |= {s.name for s in response.list_services_response.service}
+@pytest.mark.parametrize("package", PROTOCOLS)
+async def test_reflection_lists_every_service(channel: grpc.aio.Channel, package: str) -> None:
+    response = await reflect(
+        channel, package, reflection_pb2.ServerReflectionRequest(list_services="")
+    )
+    services = {s.name for s in response.list_services_response.service}
     assert {
         "taskrun.v1.TaskRunService",
         "taskrun.v1.FlowService",
@@ -29,12 +46,40 @@ async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None
         "taskrun.v1.DeploymentService",
         "taskrun.v1.LogService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
     } <= services
 
 
-async def test_reflection_describes_the_task_run_message(channel: grpc.aio.Channel) -> None:
-    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]
+@pytest.mark.parametrize("package", PROTOCOLS)
+async def test_reflection_describes_the_task_run_message(
+    channel: grpc.aio.Channel, package: str
+) -> None:
     request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="taskrun.v1.TaskRun")
-    async for response in stub.ServerReflectionInfo(iter([request])):
-        files = response.file_descriptor_response.file_descriptor_proto
-        assert files, response
+    response = await reflect(channel, package, request)
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in response.file_descriptor_response.file_descriptor_proto
+    ]
+    assert "taskrun/v1/task_run.proto" in {f.name for f in files}
+
+
+async def test_reflection_describes_its_own_v1_service(channel: grpc.aio.Channel) -> None:
+    """The v1 service is listed, so it must be describable too, and in its own package."""
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="grpc.reflection.v1.ServerReflection"
+    )
+    response = await reflect(channel, "grpc.reflection.v1", request)
+    (raw,) = response.file_descriptor_response.file_descriptor_proto
+    file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    method = file.service[0].method[0]
+    assert (file.package, method.input_type) == (
+        "grpc.reflection.v1",
+        ".grpc.reflection.v1.ServerReflectionRequest",
+    )
+
+
+async def test_reflection_reports_an_unknown_symbol(channel: grpc.aio.Channel) -> None:
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Thing")
+    response = await reflect(channel, "grpc.reflection.v1", request)
+    assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]

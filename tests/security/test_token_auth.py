@@ -10,12 +10,14 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from taskrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
 from taskrun_client import AsyncTaskRunClient, ClientConfig
 from taskrun_server.api.auth_interceptor import presented_token
 from taskrun_server.security.tokens import TokenSet
 from taskrun_server.server import RunningServer
+from tests.factories import reflection_stream
 from tests.processes import run_cli
 from tests.security.conftest import Pki, StartServer
 
@@ -71,6 +73,19 @@ async def test_health_checking_needs_no_token(guarded: RunningServer) -> None:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the stub packages omit its methods
         answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("package", ["grpc.reflection.v1", "grpc.reflection.v1alpha"])
+async def test_reflection_needs_a_token(guarded: RunningServer, package: str) -> None:
+    """Reflection tells a stranger every method: it is guarded like the methods themselves."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.port}") as channel:
+        call = reflection_stream(channel, package)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            _ = [response async for response in call(iter([request]), timeout=5)]
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        answers = [r async for r in call(iter([request]), metadata=bearer(TOKEN), timeout=5)]
+    assert answers[0].list_services_response.service
 
 
 async def test_a_subscription_without_a_token_is_unauthenticated(guarded: RunningServer) -> None:
