@@ -37,6 +37,14 @@ def _low_water_mark(prefetch: int) -> int:
     return max(1, prefetch // 2)
 
 
+@dataclass(slots=True)
+class _Subscription:
+    owner: str
+    keys: Sequence[str]
+    prefetch: int
+    claimed_any: bool = False  # whether it may hold leases to give back when it ends
+
+
 class ShuttingDown(Exception):
     """The server is stopping; the subscriber should resubscribe (to another replica)."""
 
@@ -66,10 +74,11 @@ class DeliveryService:
         owner = f"{client_id or 'anonymous'}/{uuid.uuid4().hex[:12]}"
         wakeup = self._listener.register(owner, keys)
         logger.info("subscriber %s on %d key(s), prefetch %d", owner, len(keys), prefetch)
+        subscription = _Subscription(owner, keys, prefetch)
         try:
             while not self._stopping.is_set():
                 wakeup.event.clear()
-                leases, room_left, timeout = await self._claim(owner, keys, prefetch)
+                leases, room_left, timeout = await self._claim(subscription)
                 wakeup.has_room = room_left > 0
                 if leases and timeout is None:
                     # It took all the room it had: there may be more, let a peer look.
@@ -82,18 +91,21 @@ class DeliveryService:
             raise ShuttingDown
         finally:
             self._listener.unregister(wakeup)
-            await self._release(owner)
+            # A subscriber that never got a lease has none to give back. Skipping the query
+            # also keeps a worker that resubscribes while Postgres is down from logging a
+            # release failure on every attempt.
+            if subscription.claimed_any:
+                await self._release(owner)
 
     async def backlog(self) -> delivery_repo.Backlog:
         """How many background runs wait in SCHEDULED, free or leased (for metrics)."""
         async with self._autocommit.connect() as conn:
             return await delivery_repo.backlog(conn)
 
-    async def _claim(
-        self, owner: str, keys: Sequence[str], prefetch: int
-    ) -> tuple[list[Lease], int, float | None]:
+    async def _claim(self, subscription: _Subscription) -> tuple[list[Lease], int, float | None]:
         """Claim what the subscriber has room for. Returns the leases, the room left, and how
         long to sleep after yielding them (None: claim again at once, it filled its room)."""
+        owner, keys, prefetch = subscription.owner, subscription.keys, subscription.prefetch
         poll = self._settings.poll_interval.total_seconds()
         async with self._autocommit.connect() as conn:
             held = await delivery_repo.held(conn, owner)
@@ -105,6 +117,8 @@ class DeliveryService:
             leases = await delivery_repo.claim(
                 conn, owner=owner, keys=keys, limit=room, lease=self._settings.lease
             )
+            # Noted before anything else can fail or be cancelled: these leases are stored.
+            subscription.claimed_any = subscription.claimed_any or bool(leases)
             if len(leases) == room:
                 return leases, 0, None
             due_in = await delivery_repo.seconds_until_due(conn, keys)
