@@ -23,7 +23,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bench.dataset import load_task_runs
 from bench.delivery import bench_delivery
 from bench.measure import Row, percentile
-from bench.server_process import bench_server, libpq_url
+from bench.server_process import bench_server
+from devtools.scratch_database import libpq_url
 from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 
 pb = task_run_service_pb2

@@ -28,7 +28,8 @@ from typing import Any
 import grpc
 import psutil
 
-from bench.server_process import free_port, fresh_database, replica, wait_serving
+from bench.server_process import fresh_database, replica
+from devtools.server_processes import free_port, wait_until_serving
 from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 
 pb = task_run_service_pb2
@@ -69,7 +70,7 @@ def nginx(upstreams: list[str]) -> Iterator[str]:
         )
         try:
             target = f"127.0.0.1:{port}"
-            wait_serving(target, time.monotonic() + 20)
+            wait_until_serving(target, time.monotonic() + 20)
             yield target
         finally:
             process.terminate()

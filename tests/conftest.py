@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import psycopg
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 
+from devtools.scratch_database import scratch_database
 from taskrun.v1 import concurrency_limits_pb2_grpc, resources_pb2_grpc, task_run_service_pb2_grpc
-from taskrun_server.database.migrate import upgrade_to_head
 from taskrun_server.server import RunningServer, start_server
 from taskrun_server.settings import Settings
 
@@ -56,26 +54,13 @@ def _admin_url() -> tuple[str, Any]:
     return start_embedded_postgres(data_dir)
 
 
-def libpq(url: str) -> str:
-    """A URL psycopg itself accepts (no SQLAlchemy driver suffix)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A freshly created, migrated database, dropped when the session ends."""
     admin_url, embedded = _admin_url()
-    name = f"taskrun_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    try:
+    with scratch_database(admin_url, "taskrun_test") as url:
         yield url
-    finally:
-        with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        del embedded
+    del embedded  # an embedded server lives as long as this reference
 
 
 @pytest.fixture(scope="session")

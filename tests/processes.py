@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_serving(port: int, deadline: float) -> int:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        # types-grpcio-health-checking does not declare the stub's methods.
-        stub: Any = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                status: int = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                return status
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+from devtools.server_processes import free_port, wait_until_serving
 
 
 def start_server_process(database_url: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
@@ -56,7 +32,7 @@ def server_process(database_url: str, **settings: str) -> Iterator[str]:
     port = free_port()
     process = start_server_process(database_url, port, **settings)
     try:
-        wait_until_serving(port, time.monotonic() + 60)
+        wait_until_serving(f"127.0.0.1:{port}", time.monotonic() + 60)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
-from tests.processes import free_port, wait_until_serving
+from devtools.server_processes import free_port, wait_until_serving
 
 
 def test_server_starts_on_embedded_postgres_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ def test_server_starts_on_embedded_postgres_and_stops_on_sigterm(tmp_path: Path)
         text=True,
     )
     try:
-        status = wait_until_serving(port, time.monotonic() + 90)
+        status = wait_until_serving(f"127.0.0.1:{port}", time.monotonic() + 90)
         assert status == health_pb2.HealthCheckResponse.SERVING
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import libpq
+from devtools.scratch_database import libpq_url
 from tests.faults.load import Acknowledged
 
 
 def assert_nothing_acknowledged_was_lost(database_url: str, record: Acknowledged) -> None:
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:
         runs = {
             str(row[0]): (row[1], row[2])
             for row in conn.execute(
@@ -33,7 +33,7 @@ def assert_nothing_acknowledged_was_lost(database_url: str, record: Acknowledged
 
 
 def scheduled_left(database_url: str, record: Acknowledged) -> int:
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:
         row = conn.execute(
             "SELECT count(*) FROM task_run WHERE task_key = %s AND state_type = 'SCHEDULED'",
             (record.scheduled_key,),

@@ -12,16 +12,16 @@ from contextlib import asynccontextmanager
 
 import psycopg
 
-from tests.conftest import libpq
+from devtools.scratch_database import libpq_url
 
 
 class RowLock:
     def __init__(self, database_url: str, task_run_id: str) -> None:
-        self._conn = psycopg.connect(libpq(database_url))
+        self._conn = psycopg.connect(libpq_url(database_url))
         self._conn.execute("SELECT 1 FROM task_run WHERE id = %s FOR UPDATE", (task_run_id,))
         # Activity is watched from a second, autocommit connection: inside a transaction,
         # pg_stat_activity is a snapshot taken at its first read and would never change.
-        self._observer = psycopg.connect(libpq(database_url), autocommit=True)
+        self._observer = psycopg.connect(libpq_url(database_url), autocommit=True)
 
     def waiters(self) -> int:
         """How many other sessions of this database wait for a lock right now."""

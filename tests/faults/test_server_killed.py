@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from devtools.server_processes import free_port, wait_until_serving
 from tests.faults.checks import assert_nothing_acknowledged_was_lost, scheduled_left
 from tests.faults.load import Load, until_acknowledged_beyond
-from tests.processes import free_port, start_server_process, wait_until_serving
+from tests.processes import start_server_process
 
 
 async def test_nothing_acknowledged_is_lost_and_every_task_is_delivered(
@@ -19,7 +20,7 @@ async def test_nothing_acknowledged_is_lost_and_every_task_is_delivered(
     first = start_server_process(database_url, port, **settings)
     second = None
     try:
-        await asyncio.to_thread(wait_until_serving, port, time.monotonic() + 60)
+        await asyncio.to_thread(wait_until_serving, f"127.0.0.1:{port}", time.monotonic() + 60)
         load = Load(target, drivers=4)
         record, delivered = load.record, load.delivered
         await asyncio.sleep(1.5)
@@ -29,7 +30,7 @@ async def test_nothing_acknowledged_is_lost_and_every_task_is_delivered(
         killed_with = len(record.run_ids)
         await asyncio.sleep(0.5)
         second = start_server_process(database_url, port, **settings)
-        await asyncio.to_thread(wait_until_serving, port, time.monotonic() + 60)
+        await asyncio.to_thread(wait_until_serving, f"127.0.0.1:{port}", time.monotonic() + 60)
         recovered = await until_acknowledged_beyond(record, killed_with + 20)
         await load.finish()
     finally:

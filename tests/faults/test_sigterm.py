@@ -9,9 +9,10 @@ import time
 
 import grpc
 
+from devtools.server_processes import free_port, wait_until_serving
 from taskrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from tests.faults.row_lock import row_locked, until_someone_waits
-from tests.processes import free_port, start_server_process, wait_until_serving
+from tests.processes import start_server_process
 
 GRACE = 5.0
 
@@ -20,7 +21,7 @@ async def test_sigterm_drains_calls_ends_streams_and_exits_in_time(database_url:
     port = free_port()
     process = start_server_process(database_url, port, GRACE_PERIOD_SECONDS=str(GRACE))
     try:
-        await asyncio.to_thread(wait_until_serving, port, time.monotonic() + 60)
+        await asyncio.to_thread(wait_until_serving, f"127.0.0.1:{port}", time.monotonic() + 60)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
             created = await stub.CreateTaskRun(

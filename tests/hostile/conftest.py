@@ -9,6 +9,7 @@ import grpc
 import psycopg
 import pytest
 
+from devtools.scratch_database import libpq_url
 from taskrun.v1 import (
     resources_pb2,
     resources_pb2_grpc,
@@ -16,13 +17,13 @@ from taskrun.v1 import (
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
-from tests.conftest import TABLES, libpq
+from tests.conftest import TABLES
 from tests.processes import server_process
 
 
 @pytest.fixture(scope="module")
 def hostile_target(database_url: str) -> Iterator[str]:
-    with psycopg.connect(libpq(database_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
     with server_process(database_url, CONCURRENCY_SLOT_WAIT_SECONDS="0.1") as target:
         yield target

@@ -17,13 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.scratch_database import libpq_url
 from taskrun.v1 import (
     concurrency_limits_pb2,
     resources_pb2,
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
-from tests.conftest import libpq
 from tests.hostile.request_strategies import messages
 
 # What a client may be told. UNKNOWN, INTERNAL and DATA_LOSS would mean an unmapped failure.
@@ -184,7 +184,7 @@ INVARIANTS = {
 def test_database_invariants_hold_afterwards(
     broken: str, database_url: str, hostile_target: str
 ) -> None:
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:
         row = conn.execute(INVARIANTS[broken]).fetchone()
     assert row is not None and row[0] == 0, f"found {row[0] if row else '?'}: {broken}"
 
@@ -192,6 +192,6 @@ def test_database_invariants_hold_afterwards(
 def test_count_task_runs_matches_the_rows(channel: grpc.Channel, database_url: str) -> None:
     stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
     counted = stub.CountTaskRuns(task_run_service_pb2.CountTaskRunsRequest()).count
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:
         row = conn.execute("SELECT count(*) FROM task_run").fetchone()
     assert row is not None and counted == row[0]

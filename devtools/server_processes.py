@@ -1,0 +1,36 @@
+"""Finding a port for a server process, and waiting until it answers health checks."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_serving(target: str, deadline: float) -> int:
+    """Poll health until the server at target answers; returns the status it reported.
+
+    Raises the last RpcError once time.monotonic() passes deadline.
+    """
+    with grpc.insecure_channel(target) as channel:
+        # types-grpcio-health-checking does not declare the stub's methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                status: int = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                return status
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
