@@ -42,7 +42,7 @@ class _Subscription:
     owner: str
     keys: Sequence[str]
     prefetch: int
-    claimed_any: bool = False  # whether it may hold leases to give back when it ends
+    may_hold_leases: bool = False  # set once it has tried to claim: there may be some to give back
 
 
 class ShuttingDown(Exception):
@@ -91,10 +91,10 @@ class DeliveryService:
             raise ShuttingDown
         finally:
             self._listener.unregister(wakeup)
-            # A subscriber that never got a lease has none to give back. Skipping the query
+            # A subscriber that never reached a claim has no lease to give back. Skipping the query
             # also keeps a worker that resubscribes while Postgres is down from logging a
             # release failure on every attempt.
-            if subscription.claimed_any:
+            if subscription.may_hold_leases:
                 await self._release(owner)
 
     async def backlog(self) -> delivery_repo.Backlog:
@@ -114,11 +114,12 @@ class DeliveryService:
                 # Busy: wait for settlements ("o:" notifications) to free enough room that
                 # one claim serves several deliveries.
                 return [], 0, poll
+            # Set before the claim: if the stream is cancelled while the claim's UPDATE is in
+            # flight, it may have committed, and those leases must still be given back.
+            subscription.may_hold_leases = True
             leases = await delivery_repo.claim(
                 conn, owner=owner, keys=keys, limit=room, lease=self._settings.lease
             )
-            # Noted before anything else can fail or be cancelled: these leases are stored.
-            subscription.claimed_any = subscription.claimed_any or bool(leases)
             if len(leases) == room:
                 return leases, 0, None
             due_in = await delivery_repo.seconds_until_due(conn, keys)
