@@ -7,7 +7,6 @@ the server more than a request should.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,14 +57,12 @@ def check_list_length(values: Sequence[Any], field: str) -> None:
 
 
 def check_json(value: Any, field: str, depth: int = 0) -> Any:
-    """Free-form JSON must be storable as JSONB: no NUL characters, finite numbers, bounded
-    nesting."""
+    """Free-form JSON must be storable as JSONB: no NUL characters, bounded nesting. (Finite
+    numbers are checked where protobuf values become Python: `api.wire.value_to_python`.)"""
     if depth > MAX_JSON_DEPTH:
         raise InvalidArgument(f"nests deeper than {MAX_JSON_DEPTH} levels", field)
     if isinstance(value, str):
         check_text(value, field)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument("must be a finite number (JSON has no NaN or infinity)", field)
     elif isinstance(value, dict):
         for key, item in value.items():
             check_text(key, f"{field}.{key[:32]}")
