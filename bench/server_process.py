@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +12,7 @@ from typing import Any
 import psycopg
 
 from devtools.scratch_database import scratch_database
-from devtools.server_processes import free_port, wait_until_serving
+from devtools.server_processes import free_port, start_server_process, wait_until_serving
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,7 @@ class Replica:
 def replica(url: str, pool_size: int = 20, port: int | None = None) -> Iterator[Replica]:
     """A server process on `url`; yields it and stops it with SIGTERM afterwards."""
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
-    env |= {
-        "TASKRUN_DATABASE_URL": url,
-        "TASKRUN_PORT": str(port),
-        "TASKRUN_MIGRATE_ON_START": "false",
-        "TASKRUN_DB_POOL_SIZE": str(pool_size),
-        "TASKRUN_LOG_LEVEL": "WARNING",
-        "TASKRUN_METRICS_PORT": "0",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "taskrun_server.cli", "serve"], env=env)
+    process = start_server_process(url, port, migrate_on_start="false", db_pool_size=str(pool_size))
     try:
         target = f"127.0.0.1:{port}"
         wait_until_serving(target, time.monotonic() + 60)

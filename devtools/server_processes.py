@@ -1,8 +1,11 @@
-"""Finding a port for a server process, and waiting until it answers health checks."""
+"""Server processes: a free port, starting one with given settings, waiting for its health."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -34,3 +37,16 @@ def wait_until_serving(target: str, deadline: float) -> int:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+def start_server_process(database_url: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """Start a server process without waiting for it to serve."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
+    env |= {
+        "TASKRUN_DATABASE_URL": database_url,
+        "TASKRUN_PORT": str(port),
+        "TASKRUN_LOG_LEVEL": "WARNING",
+        "TASKRUN_METRICS_PORT": "0",
+        **{f"TASKRUN_{k.upper()}": v for k, v in settings.items()},
+    }
+    return subprocess.Popen([sys.executable, "-m", "taskrun_server.cli", "serve"], env=env)

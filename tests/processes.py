@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devtools.server_processes import free_port, wait_until_serving
-
-
-def start_server_process(database_url: str, port: int, **settings: str) -> subprocess.Popen[bytes]:
-    """Start a server process without waiting for it to serve."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
-    env |= {
-        "TASKRUN_DATABASE_URL": database_url,
-        "TASKRUN_PORT": str(port),
-        "TASKRUN_LOG_LEVEL": "WARNING",
-        "TASKRUN_METRICS_PORT": "0",
-        **{f"TASKRUN_{k.upper()}": v for k, v in settings.items()},
-    }
-    return subprocess.Popen([sys.executable, "-m", "taskrun_server.cli", "serve"], env=env)
+from devtools.server_processes import free_port, start_server_process, wait_until_serving
 
 
 @contextmanager

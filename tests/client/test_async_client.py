@@ -11,13 +11,12 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from devtools.server_processes import free_port
+from devtools.server_processes import free_port, start_server_process
 from taskrun.v1 import filters_pb2, state_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun_client import AsyncTaskRunClient, ClientConfig, RetryPolicy, TaskRunError
 from taskrun_server.server import RunningServer
 from tests.factories import now, scheduled
-from tests.processes import start_server_process
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from devtools.server_processes import free_port, wait_until_serving
+from devtools.server_processes import free_port, start_server_process, wait_until_serving
 from tests.faults.checks import assert_nothing_acknowledged_was_lost, scheduled_left
 from tests.faults.load import Load, until_acknowledged_beyond
-from tests.processes import start_server_process
 
 
 async def test_nothing_acknowledged_is_lost_and_every_task_is_delivered(

@@ -9,10 +9,9 @@ import time
 
 import grpc
 
-from devtools.server_processes import free_port, wait_until_serving
+from devtools.server_processes import free_port, start_server_process, wait_until_serving
 from taskrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from tests.faults.row_lock import row_locked, until_someone_waits
-from tests.processes import start_server_process
 
 GRACE = 5.0
 
