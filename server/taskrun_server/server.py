@@ -41,11 +41,14 @@ from taskrun_server.database.notifications import NotificationListener
 from taskrun_server.observability.metrics import MetricsEndpoint, ServerMetrics
 from taskrun_server.observability.rpc_interceptor import RpcObservabilityInterceptor
 from taskrun_server.orchestration.context import OrchestrationSettings
+from taskrun_server.orchestration.leases import LeaseSettings
 from taskrun_server.security.tokens import TokenSet
 from taskrun_server.security.transport import TransportSecurity, transport_for
 from taskrun_server.service.concurrency_limits import ConcurrencyLimitService
 from taskrun_server.service.delivery import DeliveryService, DeliverySettings
+from taskrun_server.service.leases import LeaseService
 from taskrun_server.service.orchestration import OrchestrationService
+from taskrun_server.service.reaper import Reaper
 from taskrun_server.service.resources import ResourceService
 from taskrun_server.service.task_runs import TaskRunService
 from taskrun_server.settings import Settings
@@ -74,6 +77,7 @@ class RunningServer:
     health: health_aio.HealthServicer
     listener: NotificationListener
     delivery: DeliveryService
+    reaper: Reaper
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
     health_reporter: DatabaseHealthReporter
@@ -89,6 +93,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         self.delivery.shut_down()
         await self.server.stop(grace)
+        await self.reaper.stop()
         await self.listener.stop()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
@@ -126,12 +131,14 @@ async def start_server(
     )
     task_runs = TaskRunService(engine)
     resources = ResourceService(engine)
+    lease_settings = _lease_settings(settings)
     orchestration = OrchestrationService(
         engine,
         OrchestrationSettings(
             concurrency_slot_wait_seconds=settings.concurrency_slot_wait_seconds,
             paused_flow_wait_seconds=settings.paused_flow_wait_seconds,
         ),
+        leases=lease_settings,
     )
     listener = NotificationListener(database_url)
     delivery = DeliveryService(
@@ -142,8 +149,10 @@ async def start_server(
             poll_interval=timedelta(seconds=settings.delivery_poll_seconds),
         ),
     )
+    leases = LeaseService(engine, delivery_lease=delivery.lease, settings=lease_settings)
+    reaper = Reaper(orchestration, settings.reaper_interval_seconds)
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
-        TaskRunServicer(task_runs, orchestration, delivery), server
+        TaskRunServicer(task_runs, orchestration, delivery, leases), server
     )
     concurrency_limits_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
         ConcurrencyLimitServicer(ConcurrencyLimitService(engine)), server
@@ -174,6 +183,8 @@ async def start_server(
         metrics_endpoint.refresh_backlog(delivery.backlog, settings.metrics_refresh_seconds)
         logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_endpoint.port)
     listener.start()
+    delivery.start()
+    reaper.start()
     await server.start()
     health_reporter = DatabaseHealthReporter(
         health, engine, SERVICE_NAMES, settings.health_check_seconds
@@ -192,9 +203,20 @@ async def start_server(
         health=health,
         listener=listener,
         delivery=delivery,
+        reaper=reaper,
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,
         health_reporter=health_reporter,
+    )
+
+
+def _lease_settings(settings: Settings) -> LeaseSettings:
+    def seconds(value: float) -> timedelta | None:
+        return timedelta(seconds=value) if value > 0 else None
+
+    return LeaseSettings(
+        heartbeat_timeout=seconds(settings.heartbeat_timeout_seconds),
+        execution_timeout=seconds(settings.execution_timeout_seconds),
     )
 
 

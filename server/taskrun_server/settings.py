@@ -99,7 +99,31 @@ class Settings(BaseSettings):
     delivery_poll_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="Longest a subscriber sleeps between claims when no notification comes.",
+        description=(
+            "Period of each server process's delivery timer: the longest a due run waits for a "
+            "subscriber when no notification announced it (one query per tick, not per stream)."
+        ),
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "How long a worker may go without a heartbeat while it runs a delivered task before "
+            "the run is taken back (retried, or CRASHED). A run's policy may set its own. 0: never."
+        ),
+    )
+    execution_timeout_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "How long one attempt may stay RUNNING before it is FAILED as TimedOut (and retried "
+            "if it has retries left), for runs whose policy sets none. 0: no limit."
+        ),
+    )
+    reaper_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each server process looks for lapsed leases and timed-out runs.",
     )
     paused_flow_wait_seconds: float = Field(
         default=5.0, gt=0, description="WAIT delay for a task whose flow run is paused."

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskrun.v1 import state_pb2 as taskrun_dot_v1_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskrun/v1/task_run.proto\x12\ntaskrun.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskrun/v1/state.proto\"\xb2\x01\n\rTaskRunPolicy\x12\x13\n\x0bmax_retries\x18\x01 \x01(\x05\x12\x1b\n\x13retry_delay_seconds\x18\x02 \x01(\x01\x12\x14\n\x07retries\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bretry_delay\x18\x04 \x03(\x01\x12 \n\x13retry_jitter_factor\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_retriesB\x16\n\x14_retry_jitter_factor\" \n\x12TaskRunResultInput\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x0eParameterInput\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rConstantInput\x12\x0c\n\x04type\x18\x01 \x01(\t\"\xab\x01\n\x0cTaskRunInput\x12\x32\n\x08task_run\x18\x01 \x01(\x0b\x32\x1e.taskrun.v1.TaskRunResultInputH\x00\x12/\n\tparameter\x18\x02 \x01(\x0b\x32\x1a.taskrun.v1.ParameterInputH\x00\x12-\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x19.taskrun.v1.ConstantInputH\x00\x42\x07\n\x05input\"9\n\rTaskRunInputs\x12(\n\x06inputs\x18\x01 \x03(\x0b\x32\x18.taskrun.v1.TaskRunInput\"\xad\x08\n\x07TaskRun\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x13\n\x0b\x66low_run_id\x18\x05 \x01(\t\x12\x10\n\x08task_key\x18\x06 \x01(\t\x12\x13\n\x0b\x64ynamic_key\x18\x07 \x01(\t\x12\x11\n\tcache_key\x18\x08 \x01(\t\x12\x34\n\x10\x63\x61\x63he_expiration\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctask_version\x18\n \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x0b \x01(\x0b\x32\x19.taskrun.v1.TaskRunPolicy\x12\x0c\n\x04tags\x18\x0c \x03(\t\x12\'\n\x06labels\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08state_id\x18\x0e \x01(\t\x12\x38\n\x0btask_inputs\x18\x0f \x03(\x0b\x32#.taskrun.v1.TaskRun.TaskInputsEntry\x12)\n\nstate_type\x18\x10 \x01(\x0e\x32\x15.taskrun.v1.StateType\x12\x12\n\nstate_name\x18\x11 \x01(\t\x12\x11\n\trun_count\x18\x12 \x01(\x05\x12\x1a\n\x12\x66low_run_run_count\x18\x13 \x01(\x05\x12\x37\n\x13\x65xpected_start_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x19next_scheduled_start_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0etotal_run_time\x18\x18 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12\x65stimated_run_time\x18\x19 \x01(\x0b\x32\x19.google.protobuf.Duration\x12=\n\x1a\x65stimated_start_time_delta\x18\x1a \x01(\x0b\x32\x19.google.protobuf.Duration\x12 \n\x05state\x18\x1b \x01(\x0b\x32\x11.taskrun.v1.State\x1aL\n\x0fTaskInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.taskrun.v1.TaskRunInputs:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskrun/v1/task_run.proto\x12\ntaskrun.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskrun/v1/state.proto\"\xbe\x02\n\rTaskRunPolicy\x12\x13\n\x0bmax_retries\x18\x01 \x01(\x05\x12\x1b\n\x13retry_delay_seconds\x18\x02 \x01(\x01\x12\x14\n\x07retries\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bretry_delay\x18\x04 \x03(\x01\x12 \n\x13retry_jitter_factor\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12&\n\x19heartbeat_timeout_seconds\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12&\n\x19\x65xecution_timeout_seconds\x18\x07 \x01(\x01H\x03\x88\x01\x01\x42\n\n\x08_retriesB\x16\n\x14_retry_jitter_factorB\x1c\n\x1a_heartbeat_timeout_secondsB\x1c\n\x1a_execution_timeout_seconds\" \n\x12TaskRunResultInput\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x0eParameterInput\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rConstantInput\x12\x0c\n\x04type\x18\x01 \x01(\t\"\xab\x01\n\x0cTaskRunInput\x12\x32\n\x08task_run\x18\x01 \x01(\x0b\x32\x1e.taskrun.v1.TaskRunResultInputH\x00\x12/\n\tparameter\x18\x02 \x01(\x0b\x32\x1a.taskrun.v1.ParameterInputH\x00\x12-\n\x08\x63onstant\x18\x03 \x01(\x0b\x32\x19.taskrun.v1.ConstantInputH\x00\x42\x07\n\x05input\"9\n\rTaskRunInputs\x12(\n\x06inputs\x18\x01 \x03(\x0b\x32\x18.taskrun.v1.TaskRunInput\"\xba\t\n\x07TaskRun\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x13\n\x0b\x66low_run_id\x18\x05 \x01(\t\x12\x10\n\x08task_key\x18\x06 \x01(\t\x12\x13\n\x0b\x64ynamic_key\x18\x07 \x01(\t\x12\x11\n\tcache_key\x18\x08 \x01(\t\x12\x34\n\x10\x63\x61\x63he_expiration\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctask_version\x18\n \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x0b \x01(\x0b\x32\x19.taskrun.v1.TaskRunPolicy\x12\x0c\n\x04tags\x18\x0c \x03(\t\x12\'\n\x06labels\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08state_id\x18\x0e \x01(\t\x12\x38\n\x0btask_inputs\x18\x0f \x03(\x0b\x32#.taskrun.v1.TaskRun.TaskInputsEntry\x12)\n\nstate_type\x18\x10 \x01(\x0e\x32\x15.taskrun.v1.StateType\x12\x12\n\nstate_name\x18\x11 \x01(\t\x12\x11\n\trun_count\x18\x12 \x01(\x05\x12\x1a\n\x12\x66low_run_run_count\x18\x13 \x01(\x05\x12\x37\n\x13\x65xpected_start_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x19next_scheduled_start_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0etotal_run_time\x18\x18 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12\x65stimated_run_time\x18\x19 \x01(\x0b\x32\x19.google.protobuf.Duration\x12=\n\x1a\x65stimated_start_time_delta\x18\x1a \x01(\x0b\x32\x19.google.protobuf.Duration\x12 \n\x05state\x18\x1b \x01(\x0b\x32\x11.taskrun.v1.State\x12+\n\nparameters\x18\x1c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0e\x64\x65livery_count\x18\x1d \x01(\x05\x12\x13\n\x0blease_owner\x18\x1e \x01(\t\x12\x31\n\rlease_expires\x18\x1f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aL\n\x0fTaskInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.taskrun.v1.TaskRunInputs:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,19 +38,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKRUN_TASKINPUTSENTRY']._loaded_options = None
   _globals['_TASKRUN_TASKINPUTSENTRY']._serialized_options = b'8\001'
   _globals['_TASKRUNPOLICY']._serialized_start=161
-  _globals['_TASKRUNPOLICY']._serialized_end=339
-  _globals['_TASKRUNRESULTINPUT']._serialized_start=341
-  _globals['_TASKRUNRESULTINPUT']._serialized_end=373
-  _globals['_PARAMETERINPUT']._serialized_start=375
-  _globals['_PARAMETERINPUT']._serialized_end=405
-  _globals['_CONSTANTINPUT']._serialized_start=407
-  _globals['_CONSTANTINPUT']._serialized_end=436
-  _globals['_TASKRUNINPUT']._serialized_start=439
-  _globals['_TASKRUNINPUT']._serialized_end=610
-  _globals['_TASKRUNINPUTS']._serialized_start=612
-  _globals['_TASKRUNINPUTS']._serialized_end=669
-  _globals['_TASKRUN']._serialized_start=672
-  _globals['_TASKRUN']._serialized_end=1741
-  _globals['_TASKRUN_TASKINPUTSENTRY']._serialized_start=1665
-  _globals['_TASKRUN_TASKINPUTSENTRY']._serialized_end=1741
+  _globals['_TASKRUNPOLICY']._serialized_end=479
+  _globals['_TASKRUNRESULTINPUT']._serialized_start=481
+  _globals['_TASKRUNRESULTINPUT']._serialized_end=513
+  _globals['_PARAMETERINPUT']._serialized_start=515
+  _globals['_PARAMETERINPUT']._serialized_end=545
+  _globals['_CONSTANTINPUT']._serialized_start=547
+  _globals['_CONSTANTINPUT']._serialized_end=576
+  _globals['_TASKRUNINPUT']._serialized_start=579
+  _globals['_TASKRUNINPUT']._serialized_end=750
+  _globals['_TASKRUNINPUTS']._serialized_start=752
+  _globals['_TASKRUNINPUTS']._serialized_end=809
+  _globals['_TASKRUN']._serialized_start=812
+  _globals['_TASKRUN']._serialized_end=2022
+  _globals['_TASKRUN_TASKINPUTSENTRY']._serialized_start=1946
+  _globals['_TASKRUN_TASKINPUTSENTRY']._serialized_end=2022
 # @@protoc_insertion_point(module_scope)

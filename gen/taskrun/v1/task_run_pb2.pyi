@@ -33,6 +33,8 @@ class TaskRunPolicy(_message.Message):
     RETRIES_FIELD_NUMBER: _builtins.int
     RETRY_DELAY_FIELD_NUMBER: _builtins.int
     RETRY_JITTER_FACTOR_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    EXECUTION_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     max_retries: _builtins.int
     """Deprecated in the reference in favour of retries; copied into retries when that is unset."""
     retry_delay_seconds: _builtins.float
@@ -41,6 +43,17 @@ class TaskRunPolicy(_message.Message):
     """How many times a failed run is retried. Unset means "not configured"."""
     retry_jitter_factor: _builtins.float
     """Random jitter applied to each delay, as a fraction of it."""
+    heartbeat_timeout_seconds: _builtins.float
+    """Seconds a worker may go without a heartbeat (HeartbeatTaskRuns) while it holds the run's
+    execution lease (PENDING, RUNNING or CANCELLING after a delivery) before the run is taken
+    from it: retried when retries are left, CRASHED otherwise. Unset: the server's default
+    (delivered runs only). Zero: never. Set above zero on a run that is not delivered, it makes
+    the first PENDING or RUNNING proposal take an execution lease too.
+    """
+    execution_timeout_seconds: _builtins.float
+    """Seconds one attempt may stay RUNNING before it is FAILED with the name "TimedOut" (and
+    retried when retries are left). Unset: the server's default. Zero: no limit.
+    """
     @_builtins.property
     def retry_delay(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Delay before each retry, in seconds. One value applies to every retry; a list is indexed by
@@ -55,15 +68,25 @@ class TaskRunPolicy(_message.Message):
         retries: _builtins.int | None = ...,
         retry_delay: _abc.Iterable[_builtins.float] | None = ...,
         retry_jitter_factor: _builtins.float | None = ...,
+        heartbeat_timeout_seconds: _builtins.float | None = ...,
+        execution_timeout_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "_retry_jitter_factor", b"_retry_jitter_factor", "retries", b"retries", "retry_jitter_factor", b"retry_jitter_factor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_execution_timeout_seconds", b"_execution_timeout_seconds", "_heartbeat_timeout_seconds", b"_heartbeat_timeout_seconds", "_retries", b"_retries", "_retry_jitter_factor", b"_retry_jitter_factor", "execution_timeout_seconds", b"execution_timeout_seconds", "heartbeat_timeout_seconds", b"heartbeat_timeout_seconds", "retries", b"retries", "retry_jitter_factor", b"retry_jitter_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "_retry_jitter_factor", b"_retry_jitter_factor", "max_retries", b"max_retries", "retries", b"retries", "retry_delay", b"retry_delay", "retry_delay_seconds", b"retry_delay_seconds", "retry_jitter_factor", b"retry_jitter_factor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_execution_timeout_seconds", b"_execution_timeout_seconds", "_heartbeat_timeout_seconds", b"_heartbeat_timeout_seconds", "_retries", b"_retries", "_retry_jitter_factor", b"_retry_jitter_factor", "execution_timeout_seconds", b"execution_timeout_seconds", "heartbeat_timeout_seconds", b"heartbeat_timeout_seconds", "max_retries", b"max_retries", "retries", b"retries", "retry_delay", b"retry_delay", "retry_delay_seconds", b"retry_delay_seconds", "retry_jitter_factor", b"retry_jitter_factor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__execution_timeout_seconds: _TypeAlias = _typing.Literal["execution_timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__execution_timeout_seconds: _TypeAlias = _typing.Literal["_execution_timeout_seconds", b"_execution_timeout_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__heartbeat_timeout_seconds: _TypeAlias = _typing.Literal["heartbeat_timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__heartbeat_timeout_seconds: _TypeAlias = _typing.Literal["_heartbeat_timeout_seconds", b"_heartbeat_timeout_seconds"]  # noqa: Y015
     _WhichOneofReturnType__retries: _TypeAlias = _typing.Literal["retries"]  # noqa: Y015
     _WhichOneofArgType__retries: _TypeAlias = _typing.Literal["_retries", b"_retries"]  # noqa: Y015
     _WhichOneofReturnType__retry_jitter_factor: _TypeAlias = _typing.Literal["retry_jitter_factor"]  # noqa: Y015
     _WhichOneofArgType__retry_jitter_factor: _TypeAlias = _typing.Literal["_retry_jitter_factor", b"_retry_jitter_factor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__execution_timeout_seconds) -> _WhichOneofReturnType__execution_timeout_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__heartbeat_timeout_seconds) -> _WhichOneofReturnType__heartbeat_timeout_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retries) -> _WhichOneofReturnType__retries | None: ...
     @_typing.overload
@@ -242,6 +265,10 @@ class TaskRun(_message.Message):
     ESTIMATED_RUN_TIME_FIELD_NUMBER: _builtins.int
     ESTIMATED_START_TIME_DELTA_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
+    LEASE_OWNER_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     flow_run_id: _builtins.str
@@ -255,6 +282,10 @@ class TaskRun(_message.Message):
     state_name: _builtins.str
     run_count: _builtins.int
     flow_run_run_count: _builtins.int
+    delivery_count: _builtins.int
+    """How many times the run has been delivered to a subscriber."""
+    lease_owner: _builtins.str
+    """Who holds the run's lease (a subscriber's client id and stream), if anyone."""
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -293,6 +324,16 @@ class TaskRun(_message.Message):
 
     @_builtins.property
     def state(self) -> _state_pb2.State: ...
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """The run's inputs, given at creation. Set on single-run reads, create answers and
+        deliveries; left out of list reads, which stay small whatever the runs carry.
+        """
+
+    @_builtins.property
+    def lease_expires(self) -> _timestamp_pb2.Timestamp:
+        """When that lease lapses unless renewed. Unset: no lease, or one that never lapses."""
+
     def __init__(
         self,
         *,
@@ -323,10 +364,14 @@ class TaskRun(_message.Message):
         estimated_run_time: _duration_pb2.Duration | None = ...,
         estimated_start_time_delta: _duration_pb2.Duration | None = ...,
         state: _state_pb2.State | None = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+        delivery_count: _builtins.int = ...,
+        lease_owner: _builtins.str = ...,
+        lease_expires: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "labels", b"labels", "next_scheduled_start_time", b"next_scheduled_start_time", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "labels", b"labels", "lease_expires", b"lease_expires", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "labels", b"labels", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "state_id", b"state_id", "state_name", b"state_name", "state_type", b"state_type", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "delivery_count", b"delivery_count", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "labels", b"labels", "lease_expires", b"lease_expires", "lease_owner", b"lease_owner", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "state_id", b"state_id", "state_name", b"state_name", "state_type", b"state_type", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -59,6 +59,36 @@ SET_STATE_STATUS_ABORT: SetStateStatus.ValueType  # 4
 """Nothing was stored, and proposing again will not help."""
 Global___SetStateStatus: _TypeAlias = SetStateStatus  # noqa: Y015
 
+class _LeaseStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LeaseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LeaseStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEASE_STATUS_UNSPECIFIED: _LeaseStatus.ValueType  # 0
+    LEASE_STATUS_HELD: _LeaseStatus.ValueType  # 1
+    """The lease is renewed: carry on."""
+    LEASE_STATUS_CANCELLING: _LeaseStatus.ValueType  # 2
+    """The run is CANCELLING: stop the task and propose CANCELLED (the lease stays renewed)."""
+    LEASE_STATUS_LOST: _LeaseStatus.ValueType  # 3
+    """The lease is gone (it lapsed and the run was retried, crashed or taken by another worker,
+    the run ended or was deleted): stop the task and propose nothing.
+    """
+
+class LeaseStatus(_LeaseStatus, metaclass=_LeaseStatusEnumTypeWrapper):
+    """LeaseStatus says what a worker should do with a run it heartbeats."""
+
+LEASE_STATUS_UNSPECIFIED: LeaseStatus.ValueType  # 0
+LEASE_STATUS_HELD: LeaseStatus.ValueType  # 1
+"""The lease is renewed: carry on."""
+LEASE_STATUS_CANCELLING: LeaseStatus.ValueType  # 2
+"""The run is CANCELLING: stop the task and propose CANCELLED (the lease stays renewed)."""
+LEASE_STATUS_LOST: LeaseStatus.ValueType  # 3
+"""The lease is gone (it lapsed and the run was retried, crashed or taken by another worker,
+the run ended or was deleted): stop the task and propose nothing.
+"""
+Global___LeaseStatus: _TypeAlias = LeaseStatus  # noqa: Y015
+
 @_typing.final
 class CreateTaskRunRequest(_message.Message):
     """CreateTaskRunRequest describes the task run to create."""
@@ -99,6 +129,7 @@ class CreateTaskRunRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     TASK_INPUTS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Optional client-chosen UUID; the server generates a time-ordered one when empty."""
     name: _builtins.str
@@ -123,6 +154,12 @@ class CreateTaskRunRequest(_message.Message):
     def state(self) -> _state_pb2.StateCreate:
         """The first state. Defaults to PENDING."""
 
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """The run's inputs: a JSON object, at most 512 KiB encoded, stored once with the run and
+        delivered with it to the worker (which passes them to the task function).
+        """
+
     def __init__(
         self,
         *,
@@ -139,10 +176,11 @@ class CreateTaskRunRequest(_message.Message):
         labels: _struct_pb2.Struct | None = ...,
         task_inputs: _abc.Mapping[_builtins.str, _task_run_pb2.TaskRunInputs] | None = ...,
         state: _state_pb2.StateCreate | None = ...,
+        parameters: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "empirical_policy", b"empirical_policy", "labels", b"labels", "state", b"state"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "empirical_policy", b"empirical_policy", "labels", b"labels", "parameters", b"parameters", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "flow_run_id", b"flow_run_id", "id", b"id", "labels", b"labels", "name", b"name", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "flow_run_id", b"flow_run_id", "id", b"id", "labels", b"labels", "name", b"name", "parameters", b"parameters", "state", b"state", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -802,9 +840,15 @@ class SetTaskRunStateRequest(_message.Message):
     TASK_RUN_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
     task_run_id: _builtins.str
     force: _builtins.bool
     """Skip the orchestration rules. The bookkeeping (run counts, times, slot release) still runs."""
+    lease_id: _builtins.str
+    """The lease the caller holds on the run (from its delivery, or from an earlier answer). When
+    set and the run's lease is another (it lapsed and the run moved on), the proposal is
+    answered ABORT and nothing is stored, `force` or not. Empty: no lease is checked.
+    """
     @_builtins.property
     def state(self) -> _state_pb2.StateCreate: ...
     def __init__(
@@ -813,10 +857,11 @@ class SetTaskRunStateRequest(_message.Message):
         task_run_id: _builtins.str = ...,
         state: _state_pb2.StateCreate | None = ...,
         force: _builtins.bool = ...,
+        lease_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "state", b"state", "task_run_id", b"task_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "lease_id", b"lease_id", "state", b"state", "task_run_id", b"task_run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -832,7 +877,13 @@ class SetTaskRunStateResponse(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     TASK_RUN_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
     status: Global___SetStateStatus.ValueType
+    lease_id: _builtins.str
+    """The execution lease the caller now holds, to renew with HeartbeatTaskRuns: the one it
+    presented, or a new one when this call started a run whose policy asks for heartbeats.
+    Empty: the run holds no lease the caller may renew.
+    """
     @_builtins.property
     def state(self) -> _state_pb2.State:
         """ACCEPT: the stored state. REJECT: the state to adopt. WAIT and ABORT: the current state."""
@@ -850,10 +901,11 @@ class SetTaskRunStateResponse(_message.Message):
         state: _state_pb2.State | None = ...,
         details: Global___OrchestrationDetails | None = ...,
         task_run: _task_run_pb2.TaskRun | None = ...,
+        lease_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "state", b"state", "task_run", b"task_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "state", b"state", "status", b"status", "task_run", b"task_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "lease_id", b"lease_id", "state", b"state", "status", b"status", "task_run", b"task_run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -900,8 +952,13 @@ class SubscribeScheduledTasksResponse(_message.Message):
     TASK_RUN_FIELD_NUMBER: _builtins.int
     DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRES_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
     delivery_count: _builtins.int
     """How many times this run has been delivered, this delivery included."""
+    lease_id: _builtins.str
+    """The lease: pass it in SetTaskRunStateRequest.lease_id and renew it with
+    HeartbeatTaskRuns. It stays the worker's through PENDING and RUNNING until the run ends.
+    """
     @_builtins.property
     def task_run(self) -> _task_run_pb2.TaskRun:
         """The task run, with its SCHEDULED state (state_details.task_parameters_id included)."""
@@ -916,11 +973,122 @@ class SubscribeScheduledTasksResponse(_message.Message):
         task_run: _task_run_pb2.TaskRun | None = ...,
         delivery_count: _builtins.int = ...,
         lease_expires: _timestamp_pb2.Timestamp | None = ...,
+        lease_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires", b"lease_expires", "task_run", b"task_run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_count", b"delivery_count", "lease_expires", b"lease_expires", "task_run", b"task_run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_count", b"delivery_count", "lease_expires", b"lease_expires", "lease_id", b"lease_id", "task_run", b"task_run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeScheduledTasksResponse: _TypeAlias = SubscribeScheduledTasksResponse  # noqa: Y015
+
+@_typing.final
+class HeartbeatTaskRunsRequest(_message.Message):
+    """HeartbeatTaskRunsRequest lists the leases a worker holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRunLease]:
+        """At most 1000 leases per call."""
+
+    def __init__(
+        self,
+        *,
+        leases: _abc.Iterable[Global___TaskRunLease] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatTaskRunsRequest: _TypeAlias = HeartbeatTaskRunsRequest  # noqa: Y015
+
+@_typing.final
+class TaskRunLease(_message.Message):
+    """TaskRunLease names a run and the lease its worker holds on it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    lease_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskRunLease: _TypeAlias = TaskRunLease  # noqa: Y015
+
+@_typing.final
+class HeartbeatResult(_message.Message):
+    """HeartbeatResult is the answer for one lease."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_FIELD_NUMBER: _builtins.int
+    STATE_TYPE_FIELD_NUMBER: _builtins.int
+    task_run_id: _builtins.str
+    status: Global___LeaseStatus.ValueType
+    state_type: _state_pb2.StateType.ValueType
+    """The run's state now. UNSPECIFIED when the run does not exist."""
+    @_builtins.property
+    def lease_expires(self) -> _timestamp_pb2.Timestamp:
+        """When the renewed lease lapses. Unset for LOST, or for a lease that never lapses."""
+
+    def __init__(
+        self,
+        *,
+        task_run_id: _builtins.str = ...,
+        status: Global___LeaseStatus.ValueType = ...,
+        lease_expires: _timestamp_pb2.Timestamp | None = ...,
+        state_type: _state_pb2.StateType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires", b"lease_expires"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_expires", b"lease_expires", "state_type", b"state_type", "status", b"status", "task_run_id", b"task_run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatResult: _TypeAlias = HeartbeatResult  # noqa: Y015
+
+@_typing.final
+class HeartbeatTaskRunsResponse(_message.Message):
+    """HeartbeatTaskRunsResponse answers each lease, in the order asked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    NEXT_HEARTBEAT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeartbeatResult]: ...
+    @_builtins.property
+    def next_heartbeat(self) -> _duration_pb2.Duration:
+        """Send the next heartbeat within this: a third of the shortest lease renewed."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___HeartbeatResult] | None = ...,
+        next_heartbeat: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat", b"next_heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_heartbeat", b"next_heartbeat", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatTaskRunsResponse: _TypeAlias = HeartbeatTaskRunsResponse  # noqa: Y015

@@ -101,6 +101,11 @@ class TaskRunServiceStub:
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.SerializeToString,
                 response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatTaskRuns = channel.unary_unary(
+                '/taskrun.v1.TaskRunService/HeartbeatTaskRuns',
+                request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsRequest.SerializeToString,
+                response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskRunServiceServicer:
@@ -204,6 +209,15 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatTaskRuns(self, request, context):
+        """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
+        being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
+        nothing). A run whose lease is not renewed within its heartbeat timeout is taken back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +285,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SubscribeScheduledTasks,
                     request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.FromString,
                     response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.SerializeToString,
+            ),
+            'HeartbeatTaskRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatTaskRuns,
+                    request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsRequest.FromString,
+                    response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -626,6 +645,33 @@ class TaskRunService:
             '/taskrun.v1.TaskRunService/SubscribeScheduledTasks',
             taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.SerializeToString,
             taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatTaskRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskrun.v1.TaskRunService/HeartbeatTaskRuns',
+            taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsRequest.SerializeToString,
+            taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

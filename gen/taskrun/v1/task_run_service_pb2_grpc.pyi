@@ -69,6 +69,11 @@ class TaskRunServiceStub:
     SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
     deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
     """
+    HeartbeatTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunsRequest, _task_run_service_pb2.HeartbeatTaskRunsResponse]
+    """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
+    being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
+    nothing). A run whose lease is not renewed within its heartbeat timeout is taken back.
+    """
 
 @_typing.type_check_only
 class TaskRunServiceAsyncStub(TaskRunServiceStub):
@@ -110,6 +115,11 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
     SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
     deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
+    """
+    HeartbeatTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunsRequest, _task_run_service_pb2.HeartbeatTaskRunsResponse]  # type: ignore[assignment]
+    """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
+    being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
+    nothing). A run whose lease is not renewed within its heartbeat timeout is taken back.
     """
 
 class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -227,6 +237,17 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
         SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
         deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
+        """
+
+    @_abc_1.abstractmethod
+    def HeartbeatTaskRuns(
+        self,
+        request: _task_run_service_pb2.HeartbeatTaskRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.HeartbeatTaskRunsResponse, _abc.Awaitable[_task_run_service_pb2.HeartbeatTaskRunsResponse]]:
+        """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
+        being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
+        nothing). A run whose lease is not renewed within its heartbeat timeout is taken back.
         """
 
 def add_TaskRunServiceServicer_to_server(servicer: TaskRunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,8 +23,11 @@ from taskrun_server.domain.errors import InvalidArgument
 from taskrun_server.domain.history import HistoryInterval
 from taskrun_server.domain.identifiers import parse_id, parse_optional_id
 from taskrun_server.domain.limits import (
+    MAX_HEARTBEAT_LEASES,
     MAX_KEY_BYTES,
     MAX_NAME_BYTES,
+    MAX_PARAMETERS_BYTES,
+    MAX_TIMEOUT_SECONDS,
     check_json,
     check_required_text,
     check_tags,
@@ -39,6 +42,8 @@ from taskrun_server.domain.task_runs import (
     TaskRunPolicy,
 )
 from taskrun_server.orchestration.context import SetStateStatus
+from taskrun_server.repository.delivery import Delivery
+from taskrun_server.service.leases import Heartbeat, LeaseStatus
 from taskrun_server.service.orchestration import Transition
 
 # -- out: domain -> protobuf --------------------------------------------------------------------
@@ -95,6 +100,10 @@ def _policy_to_proto(policy: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
         msg.retries = policy.retries
     if policy.retry_jitter_factor is not None:
         msg.retry_jitter_factor = policy.retry_jitter_factor
+    if policy.heartbeat_timeout_seconds is not None:
+        msg.heartbeat_timeout_seconds = policy.heartbeat_timeout_seconds
+    if policy.execution_timeout_seconds is not None:
+        msg.execution_timeout_seconds = policy.execution_timeout_seconds
     return msg
 
 
@@ -135,7 +144,14 @@ def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
         estimated_run_time=duration_to_proto(run.estimated_run_time(now)),
         estimated_start_time_delta=duration_to_proto(run.estimated_start_time_delta(now)),
         state=state_to_proto(run.state) if run.state is not None else None,
+        delivery_count=run.delivery_count,
     )
+    if run.parameters is not None:
+        msg.parameters.CopyFrom(python_to_struct(run.parameters))
+    if run.lease is not None:
+        msg.lease_owner = run.lease.owner or ""
+        if run.lease.expires_at is not None:
+            msg.lease_expires.FromDatetime(run.lease.expires_at)
     for name, inputs in run.task_inputs.items():
         msg.task_inputs[name].inputs.extend(_input_to_proto(i) for i in inputs)
     return msg
@@ -228,7 +244,33 @@ def _parse_policy(msg: task_run_pb2.TaskRunPolicy, path: str) -> TaskRunPolicy:
         retries=msg.retries if msg.HasField("retries") else None,
         retry_delay=delays,
         retry_jitter_factor=jitter,
+        heartbeat_timeout_seconds=_parse_timeout(msg, "heartbeat_timeout_seconds", path),
+        execution_timeout_seconds=_parse_timeout(msg, "execution_timeout_seconds", path),
     )
+
+
+def _parse_timeout(msg: task_run_pb2.TaskRunPolicy, name: str, path: str) -> float | None:
+    if not msg.HasField(name):  # type: ignore[arg-type]
+        return None
+    field = f"{path}.{name}"
+    seconds = check_finite(getattr(msg, name), field)
+    if not 0 <= seconds <= MAX_TIMEOUT_SECONDS:
+        raise InvalidArgument(f"must be between 0 and {MAX_TIMEOUT_SECONDS:g} seconds", field)
+    return seconds
+
+
+def _parse_parameters(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, object] | None:
+    if not msg.HasField("parameters"):
+        return None
+    size = msg.parameters.ByteSize()
+    if size > MAX_PARAMETERS_BYTES:
+        raise InvalidArgument(
+            f"is {size} bytes encoded; the limit is {MAX_PARAMETERS_BYTES}", "parameters"
+        )
+    parameters: dict[str, object] = check_json(
+        struct_to_python(msg.parameters, "parameters"), "parameters"
+    )
+    return parameters
 
 
 def _parse_input(msg: task_run_pb2.TaskRunInput, path: str) -> TaskRunInput:
@@ -283,6 +325,7 @@ def parse_create_request(msg: task_run_service_pb2.CreateTaskRunRequest) -> Task
         labels=_parse_labels(msg),
         task_inputs=_parse_task_inputs(msg.task_inputs, "task_inputs"),
         state=parse_state_create(msg.state, "state") if msg.HasField("state") else None,
+        parameters=_parse_parameters(msg),
     )
 
 
@@ -305,4 +348,54 @@ def transition_to_proto(
         state=state_to_proto(transition.state) if transition.state is not None else None,
         details=details,
         task_run=task_run_to_proto(transition.run, now),
+        lease_id=_id(transition.lease_id),
     )
+
+
+def delivery_to_proto(
+    delivery: Delivery, now: datetime
+) -> task_run_service_pb2.SubscribeScheduledTasksResponse:
+    return task_run_service_pb2.SubscribeScheduledTasksResponse(
+        task_run=task_run_to_proto(delivery.run, now),
+        delivery_count=delivery.delivery_count,
+        lease_expires=timestamp_to_proto(delivery.expires),
+        lease_id=str(delivery.lease_id),
+    )
+
+
+def parse_heartbeat_request(
+    msg: task_run_service_pb2.HeartbeatTaskRunsRequest,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    if len(msg.leases) > MAX_HEARTBEAT_LEASES:
+        raise InvalidArgument(
+            f"has {len(msg.leases)} entries; the limit is {MAX_HEARTBEAT_LEASES}", "leases"
+        )
+    return [
+        (
+            parse_id(lease.task_run_id, f"leases[{i}].task_run_id"),
+            parse_id(lease.lease_id, f"leases[{i}].lease_id"),
+        )
+        for i, lease in enumerate(msg.leases)
+    ]
+
+
+_LEASE_STATUS_TO_PROTO = {
+    LeaseStatus.HELD: task_run_service_pb2.LEASE_STATUS_HELD,
+    LeaseStatus.CANCELLING: task_run_service_pb2.LEASE_STATUS_CANCELLING,
+    LeaseStatus.LOST: task_run_service_pb2.LEASE_STATUS_LOST,
+}
+
+
+def heartbeat_to_proto(heartbeat: Heartbeat) -> task_run_service_pb2.HeartbeatTaskRunsResponse:
+    response = task_run_service_pb2.HeartbeatTaskRunsResponse(
+        next_heartbeat=duration_to_proto(heartbeat.next_heartbeat)
+    )
+    for result in heartbeat.results:
+        item = response.results.add(
+            task_run_id=str(result.task_run_id),
+            status=_LEASE_STATUS_TO_PROTO[result.status],
+            state_type=state_type_to_proto(result.state_type),
+        )
+        if result.lease_expires is not None:
+            item.lease_expires.FromDatetime(result.lease_expires)
+    return response

@@ -17,17 +17,20 @@ from taskrun_server.api.filter_codec import (
     parse_sort,
 )
 from taskrun_server.api.task_run_codec import (
+    delivery_to_proto,
+    heartbeat_to_proto,
     history_to_proto,
     parse_create_request,
+    parse_heartbeat_request,
     parse_state_create,
     state_to_proto,
     task_run_to_proto,
     transition_to_proto,
 )
-from taskrun_server.api.wire import parse_duration, parse_timestamp, timestamp_to_proto
+from taskrun_server.api.wire import parse_duration, parse_timestamp
 from taskrun_server.domain.errors import InvalidArgument
 from taskrun_server.domain.history import MAX_HISTORY_BUCKETS
-from taskrun_server.domain.identifiers import parse_id
+from taskrun_server.domain.identifiers import parse_id, parse_optional_id
 from taskrun_server.domain.limits import (
     MAX_KEY_BYTES,
     MAX_NAME_BYTES,
@@ -37,6 +40,7 @@ from taskrun_server.domain.limits import (
 from taskrun_server.repository.history import bucket_count
 from taskrun_server.service.clock import utcnow
 from taskrun_server.service.delivery import DeliveryService, ShuttingDown
+from taskrun_server.service.leases import LeaseService
 from taskrun_server.service.orchestration import OrchestrationService
 from taskrun_server.service.task_runs import TaskRunService
 
@@ -49,10 +53,12 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         service: TaskRunService,
         orchestration: OrchestrationService,
         delivery: DeliveryService,
+        leases: LeaseService,
     ) -> None:
         self._service = service
         self._orchestration = orchestration
         self._delivery = delivery
+        self._leases = leases
 
     async def CreateTaskRun(
         self, request: pb.CreateTaskRunRequest, context: Context
@@ -167,8 +173,19 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         if not request.HasField("state"):
             raise InvalidArgument("is required", "state")
         proposed = parse_state_create(request.state, "state")
-        transition = await self._orchestration.set_state(task_run_id, proposed, force=request.force)
+        transition = await self._orchestration.set_state(
+            task_run_id,
+            proposed,
+            force=request.force,
+            lease_id=parse_optional_id(request.lease_id, "lease_id"),
+        )
         return transition_to_proto(transition, utcnow())
+
+    async def HeartbeatTaskRuns(
+        self, request: pb.HeartbeatTaskRunsRequest, context: Context
+    ) -> pb.HeartbeatTaskRunsResponse:
+        heartbeat = await self._leases.heartbeat(parse_heartbeat_request(request))
+        return heartbeat_to_proto(heartbeat)
 
     async def SubscribeScheduledTasks(
         self, request: pb.SubscribeScheduledTasksRequest, context: Context
@@ -179,12 +196,8 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             raise InvalidArgument(f"must be between 1 and {MAX_PREFETCH}", "prefetch")
         prefetch = request.prefetch or DEFAULT_PREFETCH
         try:
-            async for lease in self._delivery.subscribe(keys, client_id, prefetch):
-                yield pb.SubscribeScheduledTasksResponse(
-                    task_run=task_run_to_proto(lease.run, utcnow()),
-                    delivery_count=lease.delivery_count,
-                    lease_expires=timestamp_to_proto(lease.expires),
-                )
+            async for delivery in self._delivery.subscribe(keys, client_id, prefetch):
+                yield delivery_to_proto(delivery, utcnow())
         except ShuttingDown:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the server is shutting down; subscribe again"

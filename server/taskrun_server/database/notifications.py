@@ -5,9 +5,10 @@ notification "o:<owner>" (a run it held was settled) wakes that subscriber only.
 "k:<key>" (a run became deliverable) wakes one subscriber of the key, round-robin, rather than
 all of them: waking every subscriber for every run made each one query for work that only one
 could take. A subscriber that fills its prefetch passes the baton to the next (`wake_one`).
-If the connection drops, every subscriber is woken and the listener reconnects with backoff;
-subscribers also poll on a bounded timer, so a lost notification delays a delivery, never
-loses it.
+If the connection drops, every subscriber is woken and the listener reconnects with backoff.
+Idle subscribers do not poll: the delivery service's one timer per process wakes them for
+runs that became due without a notification (a scheduled time reached, a lease lapsed), so a
+lost notification delays a delivery, never loses it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Wakeup:
         self.has_room = True
         """Whether its prefetch had room after its last claim: only such subscribers are worth
         waking for a new run."""
+        self.waiting = False
+        """Whether it is asleep waiting for its event (not claiming, nor stuck writing to a
+        stream its client does not read)."""
 
 
 class NotificationListener:
@@ -68,17 +72,36 @@ class NotificationListener:
 
     def wake_one(self, keys: Iterable[str], but: Wakeup | None = None) -> None:
         """Wake the next subscriber of any of these keys, round-robin: one with room in its
-        prefetch, not already awake, and not `but`."""
+        prefetch, not already woken, and not `but`; one asleep waiting first, else one that is
+        busy claiming (so that it claims once more instead of missing the run)."""
         for key in keys:
             queue = self._by_key.get(key)
             if not queue:
                 continue
+            fallback: Wakeup | None = None
             for _ in range(len(queue)):
                 queue.rotate(-1)
                 candidate = queue[-1]
-                if candidate is not but and candidate.has_room and not candidate.event.is_set():
+                if candidate is but or not candidate.has_room or candidate.event.is_set():
+                    continue
+                if candidate.waiting:
                     candidate.event.set()
                     return
+                fallback = fallback or candidate
+            if fallback is not None:
+                fallback.event.set()
+                return
+
+    def keys_with_room(self) -> list[str]:
+        """The keys some subscriber in this process has room for: what the timer looks up."""
+        return [key for key, queue in self._by_key.items() if any(w.has_room for w in queue)]
+
+    def wake_full(self) -> None:
+        """Wake every waiting subscriber without room, so that it counts its deliveries again:
+        those may have lapsed and gone to others without a notification reaching it."""
+        for wakeup in self._by_owner.values():
+            if wakeup.waiting and not wakeup.has_room:
+                wakeup.event.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="taskrun-notification-listener")

@@ -97,10 +97,14 @@ task_run = Table(
     Column("start_time", Timestamp),
     Column("end_time", Timestamp),
     Column("total_run_time", Interval, nullable=False, server_default=text("'0'")),
-    # Delivery to subscribers (SubscribeScheduledTasks): who holds the lease, until when.
+    # Delivery to subscribers (SubscribeScheduledTasks): who holds the lease, until when. The
+    # lease outlives the hand-off: the worker renews it by heartbeat while the run executes.
     Column("lease_owner", Text),
     Column("lease_expires_at", Timestamp),
     Column("delivery_count", Integer, nullable=False, server_default=text("0")),
+    Column("lease_id", UUID(as_uuid=True)),
+    Column("execution_deadline", Timestamp),
+    Column("parameters", JSONB),
 )
 
 task_run_state = Table(

@@ -24,6 +24,12 @@ MAX_FILTER_VALUES = 1_000
 """Entries in one filter list (ids, names, tags, states)."""
 MAX_JSON_DEPTH = 32
 MAX_LOGS_PER_CALL = 1_000
+MAX_PARAMETERS_BYTES = 512 * 1024
+"""A run's parameters, as encoded on the wire: stored once, sent with every delivery."""
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
+"""Heartbeat and execution timeouts: a year, so that deadlines stay ordinary dates."""
+MAX_HEARTBEAT_LEASES = 1_000
+"""Leases renewed by one HeartbeatTaskRuns call."""
 
 
 def check_text(value: str, field: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:

@@ -42,6 +42,10 @@ class TaskRunPolicy:
     retries: int | None = None
     retry_delay: list[float] = field(default_factory=list)
     retry_jitter_factor: float | None = None
+    heartbeat_timeout_seconds: float | None = None
+    """None: the server's default, for delivered runs. Zero: never lapses."""
+    execution_timeout_seconds: float | None = None
+    """None: the server's default. Zero: no limit."""
 
     def normalized(self) -> TaskRunPolicy:
         """Fill the current fields from the deprecated ones, as the reference does."""
@@ -52,6 +56,8 @@ class TaskRunPolicy:
             retry_delay=list(self.retry_delay)
             or ([self.retry_delay_seconds] if self.retry_delay_seconds else []),
             retry_jitter_factor=self.retry_jitter_factor,
+            heartbeat_timeout_seconds=self.heartbeat_timeout_seconds,
+            execution_timeout_seconds=self.execution_timeout_seconds,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +67,8 @@ class TaskRunPolicy:
             "retries": self.retries,
             "retry_delay": self.retry_delay,
             "retry_jitter_factor": self.retry_jitter_factor,
+            "heartbeat_timeout_seconds": self.heartbeat_timeout_seconds,
+            "execution_timeout_seconds": self.execution_timeout_seconds,
         }
 
     @classmethod
@@ -72,10 +80,25 @@ class TaskRunPolicy:
             retries=data.get("retries"),
             retry_delay=list(data.get("retry_delay") or []),
             retry_jitter_factor=data.get("retry_jitter_factor"),
+            heartbeat_timeout_seconds=data.get("heartbeat_timeout_seconds"),
+            execution_timeout_seconds=data.get("execution_timeout_seconds"),
         )
 
 
 TaskInputs = dict[str, list[TaskRunInput]]
+
+
+@dataclass(slots=True, frozen=True)
+class RunLease:
+    """Who may drive a run now: a delivery's subscriber until it settles, then its worker while
+    the run executes. Proposals that name another lease are refused (fencing)."""
+
+    id: uuid.UUID
+    owner: str | None
+    """The subscriber (client id and stream) it was delivered to; None for a lease taken by a
+    direct SetTaskRunState caller whose policy asks for heartbeats."""
+    expires_at: datetime | None
+    """When it lapses unless renewed; None: it never lapses."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -95,6 +118,8 @@ class TaskRunCreate:
     labels: dict[str, Any] = field(default_factory=dict)
     task_inputs: TaskInputs = field(default_factory=dict)
     state: StateCreate | None = None
+    parameters: dict[str, Any] | None = None
+    """The run's inputs (a JSON object), stored once with it and delivered with it."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -127,6 +152,12 @@ class TaskRun:
     end_time: datetime | None = None
     total_run_time: timedelta = timedelta(0)
     state: State | None = None
+    parameters: dict[str, Any] | None = None
+    """None when the run has none, or when it was read by a list query (they leave it out)."""
+    lease: RunLease | None = None
+    delivery_count: int = 0
+    execution_deadline: datetime | None = None
+    """When the current RUNNING attempt times out; None when not RUNNING or unlimited."""
 
     def estimated_run_time(self, now: datetime) -> timedelta:
         """Run time so far: the stored total, plus the current stretch while RUNNING."""

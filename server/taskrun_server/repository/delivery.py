@@ -6,6 +6,7 @@ a lease has ended whatever its own clock says.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,12 +26,13 @@ _c = task_run.c
 
 
 @dataclass(slots=True, frozen=True)
-class Lease:
+class Delivery:
     """A delivered run and the terms of its lease."""
 
     run: TaskRun
     delivery_count: int
     expires: datetime
+    lease_id: uuid.UUID
 
 
 def _deliverable(keys: Sequence[str]) -> list[object]:
@@ -42,14 +44,23 @@ def _deliverable(keys: Sequence[str]) -> list[object]:
     ]
 
 
-async def held(conn: AsyncConnection, owner: str) -> int:
-    """How many unsettled, unexpired leases `owner` holds."""
-    stmt = select(func.count()).where(
-        _c.lease_owner == owner,
-        _c.state_type == StateType.SCHEDULED,
-        _c.lease_expires_at > func.now(),
+@dataclass(slots=True, frozen=True)
+class Held:
+    """A subscriber's unsettled deliveries: under a live lease, or lapsed while it held them."""
+
+    live: int
+    lapsed: int
+
+
+async def held(conn: AsyncConnection, owner: str) -> Held:
+    """Count `owner`'s unsettled deliveries. A lapsed one means the subscriber did not settle,
+    or renew, what it was sent: it is not reading its stream, or is stuck."""
+    live = _c.lease_expires_at > func.now()
+    stmt = select(func.count().filter(live), func.count().filter(~live)).where(
+        _c.lease_owner == owner, _c.state_type == StateType.SCHEDULED
     )
-    return int((await conn.execute(stmt)).scalar_one())
+    row = (await conn.execute(stmt)).one()
+    return Held(live=int(row[0]), lapsed=int(row[1]))
 
 
 async def claim(
@@ -59,7 +70,7 @@ async def claim(
     keys: Sequence[str],
     limit: int,
     lease: timedelta,
-) -> list[Lease]:
+) -> list[Delivery]:
     """Lease up to `limit` due runs to `owner`, earliest due first.
 
     SKIP LOCKED means concurrent claimers (and SetTaskRunState, which locks the run) never
@@ -86,23 +97,26 @@ async def claim(
             lease_owner=owner,
             lease_expires_at=func.now() + literal(lease, Interval),
             delivery_count=_c.delivery_count + 1,
+            # A new fencing token per delivery: whoever held the run before is refused.
+            lease_id=func.gen_random_uuid(),
         )
-        .returning(_c.id, _c.delivery_count, _c.lease_expires_at)
+        .returning(_c.id, _c.delivery_count, _c.lease_expires_at, _c.lease_id)
     )
     terms = {row.id: row for row in await conn.execute(claimed)}
     if not terms:
         return []
     runs = await conn.execute(select_task_runs().where(_c.id.in_(list(terms))))
-    leases = [
-        Lease(
+    deliveries = [
+        Delivery(
             run=task_run_from_row(row),
             delivery_count=terms[row["id"]].delivery_count,
             expires=terms[row["id"]].lease_expires_at,
+            lease_id=terms[row["id"]].lease_id,
         )
         for row in runs.mappings()
     ]
-    leases.sort(key=lambda lease: lease.run.next_scheduled_start_time or lease.expires)
-    return leases
+    deliveries.sort(key=lambda d: d.run.next_scheduled_start_time or d.expires)
+    return deliveries
 
 
 async def seconds_until_due(conn: AsyncConnection, keys: Sequence[str]) -> float | None:
@@ -118,12 +132,31 @@ async def seconds_until_due(conn: AsyncConnection, keys: Sequence[str]) -> float
     return float(value) if value is not None else None
 
 
+async def due_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[str]:
+    """Which of these keys have a run due now and free to claim: one query for a replica's
+    shared delivery timer, however many subscribers wait on the keys."""
+    wanted = func.unnest(literal(list(keys), ARRAY(Text))).table_valued("k").render_derived(name="wanted")
+    has_due = (
+        select(literal(1))
+        .where(
+            _c.flow_run_id.is_(None),
+            _c.state_type == StateType.SCHEDULED,
+            _c.task_key == wanted.c.k,
+            _c.next_scheduled_start_time <= func.now(),
+            or_(_c.lease_expires_at.is_(None), _c.lease_expires_at <= func.now()),
+        )
+        .exists()
+    )
+    stmt = select(wanted.c.k).where(has_due)
+    return [row.k for row in await conn.execute(stmt)]
+
+
 async def release(conn: AsyncConnection, owner: str) -> int:
     """End every lease `owner` holds on runs still SCHEDULED, so others get them now."""
     stmt = (
         update(task_run)
         .where(_c.lease_owner == owner, _c.state_type == StateType.SCHEDULED)
-        .values(lease_owner=None, lease_expires_at=None)
+        .values(lease_owner=None, lease_expires_at=None, lease_id=None)
         .returning(_c.id)
     )
     return len((await conn.execute(stmt)).all())

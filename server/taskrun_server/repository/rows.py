@@ -8,7 +8,7 @@ from sqlalchemy import Label, RowMapping
 
 from taskrun_server.database.tables import task_run, task_run_state
 from taskrun_server.domain.states import State, StateDetails
-from taskrun_server.domain.task_runs import TaskRun, TaskRunInput, TaskRunPolicy
+from taskrun_server.domain.task_runs import RunLease, TaskRun, TaskRunInput, TaskRunPolicy
 
 STATE_PREFIX = "state__"
 
@@ -74,15 +74,32 @@ def task_run_values(run: TaskRun) -> dict[str, Any]:
         "start_time": run.start_time,
         "end_time": run.end_time,
         "total_run_time": run.total_run_time,
+        "parameters": run.parameters,
+        "delivery_count": run.delivery_count,
+        **lease_values(run),
     }
 
 
-RUN_COLUMNS = tuple(
-    c.name
-    for c in task_run.c
-    if c.name not in ("lease_owner", "lease_expires_at", "delivery_count")
-)
-"""The columns a TaskRun maps to; the delivery columns belong to the delivery repository."""
+def lease_values(run: TaskRun) -> dict[str, Any]:
+    """The lease columns, as orchestration left them (all None: no lease)."""
+    lease = run.lease
+    return {
+        "lease_id": lease.id if lease else None,
+        "lease_owner": lease.owner if lease else None,
+        "lease_expires_at": lease.expires_at if lease else None,
+        "execution_deadline": run.execution_deadline,
+    }
+
+
+RUN_COLUMNS = tuple(c.name for c in task_run.c)
+"""The columns a TaskRun maps to."""
+
+
+def _lease_from_row(row: RowMapping) -> RunLease | None:
+    lease_id = row.get("lease_id")
+    if lease_id is None:
+        return None
+    return RunLease(id=lease_id, owner=row["lease_owner"], expires_at=row["lease_expires_at"])
 
 
 def task_run_from_row(row: RowMapping) -> TaskRun:
@@ -118,6 +135,10 @@ def task_run_from_row(row: RowMapping) -> TaskRun:
         end_time=row["end_time"],
         total_run_time=row["total_run_time"],
         state=state,
+        parameters=row.get("parameters"),
+        lease=_lease_from_row(row),
+        delivery_count=row.get("delivery_count", 0),
+        execution_deadline=row.get("execution_deadline"),
     )
 
 

@@ -26,15 +26,18 @@ from taskrun_server.repository.rows import (
 IDEMPOTENCY_KEY = ["flow_run_id", "task_key", "dynamic_key"]
 
 
-_SELECT_TASK_RUNS = select(task_run, *state_columns_labelled).select_from(
-    task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)
-)
+_WITH_STATE = task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)
+_SELECT_TASK_RUNS = select(task_run, *state_columns_labelled).select_from(_WITH_STATE)
+_SELECT_TASK_RUN_SUMMARIES = select(
+    *[c for c in task_run.c if c.name != "parameters"], *state_columns_labelled
+).select_from(_WITH_STATE)
 
 
-def select_task_runs() -> Select[tuple[object, ...]]:
+def select_task_runs(*, with_parameters: bool = True) -> Select[tuple[object, ...]]:
     """task_run columns plus its current state's, prefixed. Built once; callers add clauses
-    (generatively, so the shared base is never modified)."""
-    return _SELECT_TASK_RUNS
+    (generatively, so the shared base is never modified). List reads leave the parameters out,
+    so that a page of runs stays small whatever the runs carry."""
+    return _SELECT_TASK_RUNS if with_parameters else _SELECT_TASK_RUN_SUMMARIES
 
 
 def _build_insert_run_with_state() -> Select[int]:
@@ -96,8 +99,6 @@ def _build_store_transition() -> Update:
         update(task_run)
         .where(task_run.c.id == bindparam("run_id", type_=task_run.c.id.type))
         .values({name: bindparam(f"run_{name}", type_=task_run.c[name].type) for name in _MUTABLE})
-        # Any transition settles a delivery: the lease ends with the state it was for.
-        .values(lease_owner=None, lease_expires_at=None)
         .add_cte(new_state)
     )
 
@@ -115,8 +116,13 @@ _MUTABLE = (
     "start_time",
     "end_time",
     "total_run_time",
+    "lease_id",
+    "lease_owner",
+    "lease_expires_at",
+    "execution_deadline",
 )
-"""The run columns orchestration changes; everything else is fixed at creation or by rename."""
+"""The run columns orchestration changes; everything else is fixed at creation or by rename
+(or, for delivery_count, by a delivery)."""
 
 _STORE_TRANSITION = _build_store_transition()
 
@@ -137,15 +143,22 @@ async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRu
     return task_run_from_row(row) if row is not None else None
 
 
-async def lock_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRun | None:
-    """One run, row-locked until commit, with its current state as of the lock.
+async def lock_task_run(
+    conn: AsyncConnection, task_run_id: uuid.UUID, *, skip_locked: bool = False
+) -> TaskRun | None:
+    """One run, row-locked until commit, with its current state as of the lock. With
+    `skip_locked`, None also when another transaction holds the lock (no waiting).
 
     Two statements on purpose. With the state joined into the locking SELECT, a transaction
     that waited for the lock gets the run's newest row but the state row of its older snapshot
     (Postgres re-checks only the locked table), and would orchestrate from a stale state. The
     second statement starts a new snapshot, which sees the state the newest row points at.
     """
-    locked = select(task_run).where(task_run.c.id == task_run_id).with_for_update()
+    locked = (
+        select(task_run)
+        .where(task_run.c.id == task_run_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
     row = (await conn.execute(locked)).mappings().one_or_none()
     if row is None:
         return None
@@ -185,7 +198,7 @@ async def read_task_runs(
     offset: int,
 ) -> list[TaskRun]:
     stmt = (
-        select_task_runs()
+        select_task_runs(with_parameters=False)
         .where(*task_run_where(query))
         .order_by(*task_run_order_by(sort))
         .limit(limit)

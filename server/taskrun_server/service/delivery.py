@@ -1,9 +1,18 @@
 """SubscribeScheduledTasks: lease due background runs to a subscriber, as many as it prefetches.
 
-The loop claims what it may, yields it, and otherwise sleeps until a NOTIFY names one of its
-keys, the next run becomes due, or the fallback poll interval passes, whichever comes first.
-When the stream ends for any reason, the subscriber's unsettled leases are released at once so
-that other subscribers get those runs without waiting for the leases to expire.
+A subscriber claims what it may, yields it, and otherwise sleeps until it is woken: by a NOTIFY
+naming one of its keys (a run became deliverable) or its own name (a run it held was settled),
+or by the process's one delivery timer. Idle subscribers do not poll: the timer makes one
+query per tick for every key some subscriber of this process has room for, and wakes one
+subscriber per key that has a due run. So five hundred idle subscribers cost what one does.
+
+A subscriber that let a delivery's lease lapse without settling or renewing it is not reading
+its stream (or is stuck): it claims nothing more until that run has gone to another
+subscriber or been settled, so a hung client cannot hold runs away from healthy ones beyond
+one lease. What a stream holds in memory is bounded by its prefetch.
+
+When the stream ends for any reason, the subscriber's unsettled deliveries are released at once
+so that other subscribers get those runs without waiting for the leases to lapse.
 """
 
 from __future__ import annotations
@@ -13,15 +22,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskrun_server.database.engine import autocommit_view
-from taskrun_server.database.notifications import NotificationListener
+from taskrun_server.database.notifications import NotificationListener, Wakeup
 from taskrun_server.repository import delivery as delivery_repo
-from taskrun_server.repository.delivery import Lease
+from taskrun_server.repository.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ logger = logging.getLogger(__name__)
 class DeliverySettings:
     lease: timedelta = timedelta(seconds=30)
     poll_interval: timedelta = timedelta(seconds=1)
+    """The shared timer's period: the longest a due run waits when no notification comes."""
 
 
 def _low_water_mark(prefetch: int) -> int:
@@ -43,6 +53,17 @@ class _Subscription:
     keys: Sequence[str]
     prefetch: int
     may_hold_leases: bool = False  # set once it has tried to claim: there may be some to give back
+
+
+@dataclass(slots=True)
+class _Claim:
+    """One claim's outcome: the deliveries, whether the subscriber has room for more, whether
+    it filled its room (claim again at once), and when the next run becomes due (seconds)."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    has_room: bool = False
+    filled: bool = False
+    due_in: float | None = None
 
 
 class ShuttingDown(Exception):
@@ -60,15 +81,26 @@ class DeliveryService:
         self._listener = listener
         self._settings = settings or DeliverySettings()
         self._stopping = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def lease(self) -> timedelta:
+        return self._settings.lease
+
+    def start(self) -> None:
+        """Start the process's delivery timer."""
+        self._timer = asyncio.create_task(self._tick_forever(), name="taskrun-delivery-timer")
 
     def shut_down(self) -> None:
         """End every subscription with ShuttingDown, and refuse new ones."""
         self._stopping.set()
         self._listener.wake_all()
+        if self._timer is not None:
+            self._timer.cancel()
 
     async def subscribe(
         self, keys: Sequence[str], client_id: str, prefetch: int
-    ) -> AsyncIterator[Lease]:
+    ) -> AsyncIterator[Delivery]:
         if self._stopping.is_set():
             raise ShuttingDown
         owner = f"{client_id or 'anonymous'}/{uuid.uuid4().hex[:12]}"
@@ -78,16 +110,15 @@ class DeliveryService:
         try:
             while not self._stopping.is_set():
                 wakeup.event.clear()
-                leases, room_left, timeout = await self._claim(subscription)
-                wakeup.has_room = room_left > 0
-                if leases and timeout is None:
+                claim = await self._claim(subscription)
+                wakeup.has_room = claim.has_room
+                if claim.filled:
                     # It took all the room it had: there may be more, let a peer look.
                     self._listener.wake_one(keys, but=wakeup)
-                for lease in leases:
-                    yield lease
-                if timeout is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wakeup.event.wait(), timeout)
+                for delivery in claim.deliveries:
+                    yield delivery
+                if not claim.filled:
+                    await self._sleep(wakeup, claim.due_in)
             raise ShuttingDown
         finally:
             self._listener.unregister(wakeup)
@@ -97,36 +128,65 @@ class DeliveryService:
             if subscription.may_hold_leases:
                 await self._release(owner)
 
+    async def _sleep(self, wakeup: Wakeup, due_in: float | None) -> None:
+        """Wait to be woken. Only a run due sooner than the next tick gets a timer of its own."""
+        poll = self._settings.poll_interval.total_seconds()
+        timeout = max(due_in, 0.005) if due_in is not None and due_in < poll else None
+        wakeup.waiting = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.event.wait(), timeout)
+        finally:
+            wakeup.waiting = False
+
     async def backlog(self) -> delivery_repo.Backlog:
         """How many background runs wait in SCHEDULED, free or leased (for metrics)."""
         async with self._autocommit.connect() as conn:
             return await delivery_repo.backlog(conn)
 
-    async def _claim(self, subscription: _Subscription) -> tuple[list[Lease], int, float | None]:
-        """Claim what the subscriber has room for. Returns the leases, the room left, and how
-        long to sleep after yielding them (None: claim again at once, it filled its room)."""
+    async def _claim(self, subscription: _Subscription) -> _Claim:
+        """Claim what the subscriber has room for, unless it is stalled or busy."""
         owner, keys, prefetch = subscription.owner, subscription.keys, subscription.prefetch
-        poll = self._settings.poll_interval.total_seconds()
         async with self._autocommit.connect() as conn:
             held = await delivery_repo.held(conn, owner)
-            room = prefetch - held
-            if room <= 0 or (held and room < _low_water_mark(prefetch)):
+            if held.lapsed:
+                return _Claim()  # stalled: it is not settling what it was sent
+            room = prefetch - held.live
+            if room <= 0 or (held.live and room < _low_water_mark(prefetch)):
                 # Busy: wait for settlements ("o:" notifications) to free enough room that
                 # one claim serves several deliveries.
-                return [], 0, poll
+                return _Claim()
             # Set before the claim: if the stream is cancelled while the claim's UPDATE is in
             # flight, it may have committed, and those leases must still be given back.
             subscription.may_hold_leases = True
-            leases = await delivery_repo.claim(
+            deliveries = await delivery_repo.claim(
                 conn, owner=owner, keys=keys, limit=room, lease=self._settings.lease
             )
-            if len(leases) == room:
-                return leases, 0, None
+            if len(deliveries) == room:
+                return _Claim(deliveries, has_room=False, filled=True)
             due_in = await delivery_repo.seconds_until_due(conn, keys)
-        room_left = room - len(leases)
-        if due_in is None:
-            return leases, room_left, poll
-        return leases, room_left, min(poll, max(due_in, 0.005))
+        return _Claim(deliveries, has_room=True, due_in=due_in)
+
+    async def _tick_forever(self) -> None:
+        period = self._settings.poll_interval.total_seconds()
+        while not self._stopping.is_set():
+            await asyncio.sleep(period)
+            try:
+                await self.tick()
+            except Exception as error:  # the database is away: the next tick tries again
+                logger.debug("delivery timer: %s", error)
+
+    async def tick(self) -> None:
+        """Wake one subscriber with room for each key that has a due run nobody was told of,
+        and every subscriber without room, to recount what it holds."""
+        self._listener.wake_full()
+        keys = self._listener.keys_with_room()
+        if not keys:
+            return
+        async with self._autocommit.connect() as conn:
+            due = await delivery_repo.due_keys(conn, keys)
+        for key in due:
+            self._listener.wake_one([key])
 
     async def _release(self, owner: str) -> None:
         """Give back unsettled leases; shielded so that a cancelled stream still does it."""

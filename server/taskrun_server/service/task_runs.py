@@ -185,6 +185,7 @@ def _new_task_run(request: TaskRunCreate, now: datetime) -> TaskRun:
         tags=request.tags,
         labels=request.labels,
         task_inputs=request.task_inputs,
+        parameters=request.parameters,
     )
 
 
