@@ -17,7 +17,7 @@ import uuid
 
 from google.protobuf import struct_pb2
 
-from taskrun.v1 import filters_pb2, state_pb2, task_run_pb2
+from taskrun.v1 import filters_pb2, state_pb2
 from taskrun_client import ClientConfig, TaskRunClient, TaskWorker
 
 CONFIG = ClientConfig(target=os.environ.get("TASKRUN_TARGET", "127.0.0.1:50051"))
@@ -29,13 +29,13 @@ def submit(count: int = 100) -> None:
     batch = uuid.uuid4().hex[:8]
     with TaskRunClient(CONFIG) as client:
         for x in range(count):
-            labels = struct_pb2.Struct()
-            labels.update({"x": x})
+            parameters = struct_pb2.Struct()
+            parameters.update({"x": x})
             client.create_task_run(
                 KEY,
                 f"{batch}-{x}",
                 tags=[BATCH_TAG],
-                labels=labels,
+                parameters=parameters,
                 state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_SCHEDULED),
             )
     print(f"submitted {count} tasks")
@@ -45,9 +45,8 @@ def work() -> None:
     worker = TaskWorker(CONFIG, concurrency=4, client_id=f"example-{os.getpid()}")
 
     @worker.task(KEY)
-    def square(run: task_run_pb2.TaskRun) -> float:
-        x = run.labels.fields["x"].number_value
-        time.sleep(0.05)  # some work
+    def square(x: float) -> float:
+        time.sleep(0.05)  # some work: sync functions run on threads, `concurrency` at once
         return x * x
 
     print(f"worker {os.getpid()} waiting for {KEY!r} tasks (Ctrl-C to stop)")

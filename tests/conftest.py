@@ -65,13 +65,14 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def server(database_url: str) -> AsyncIterator[RunningServer]:
-    # A short lease and poll so that redelivery after expiry is quick to observe.
+    # A short lease, poll and reaper period so that redelivery and reaping are quick to observe.
     settings = Settings(
         database_url=database_url,
         host="127.0.0.1",
         port=0,
         lease_seconds=2,
         delivery_poll_seconds=0.2,
+        reaper_interval_seconds=0.2,
         concurrency_slot_wait_seconds=0.3,
         metrics_port=0,
         metrics_refresh_seconds=0.2,

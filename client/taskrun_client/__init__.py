@@ -15,6 +15,7 @@ from taskrun_client.async_client import AsyncTaskRunClient
 from taskrun_client.config import ClientConfig, RetryPolicy
 from taskrun_client.errors import TaskRunError
 from taskrun_client.sync_client import TaskRunClient
+from taskrun_client.task_execution import current_task_run
 from taskrun_client.worker import TaskWorker
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "TaskRunClient",
     "TaskRunError",
     "TaskWorker",
+    "current_task_run",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from taskrun.v1 import state_pb2, task_run_pb2
+from taskrun.v1 import resources_pb2, resources_pb2_grpc, state_pb2, task_run_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun.v1 import task_run_service_pb2_grpc as rpc
 from taskrun_client import requests
@@ -28,6 +28,7 @@ class AsyncTaskRunClient:
         self.config = config or ClientConfig()
         self._channel = aio_channel(self.config)
         self._stub: Any = rpc.TaskRunServiceStub(self._channel)
+        self._log_stub: Any = resources_pb2_grpc.LogServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -43,11 +44,11 @@ class AsyncTaskRunClient:
     ) -> None:
         await self.close()
 
-    async def _call(self, method: str, request: Any) -> Any:
+    async def _call(self, method: str, request: Any, stub: Any = None) -> Any:
         delays = self.config.retry.delays() if method in RETRY_SAFE else []
         for delay in [*delays, None]:
             try:
-                return await getattr(self._stub, method)(
+                return await getattr(stub or self._stub, method)(
                     request, timeout=self.config.timeout, metadata=self.config.metadata()
                 )
             except grpc.aio.AioRpcError as error:
@@ -113,14 +114,31 @@ class AsyncTaskRunClient:
         state: state_pb2.StateCreate | int,
         *,
         force: bool = False,
+        lease_id: str = "",
         **naming: str,
     ) -> pb.SetTaskRunStateResponse:
         """Propose a state. Safe to retry: the proposal carries a transition id."""
-        request = requests.set_state(task_run_id, state, force, **naming)
+        request = requests.set_state(task_run_id, state, force, lease_id, **naming)
         transition_id = with_transition_id(request)
         response: pb.SetTaskRunStateResponse = await self._call("SetTaskRunState", request)
         settle_duplicate(response, transition_id)
         return response
+
+    async def heartbeat_task_runs(
+        self, leases: list[tuple[str, str]]
+    ) -> pb.HeartbeatTaskRunsResponse:
+        """Renew the (task run id, lease id) pairs held; each result says HELD, CANCELLING or
+        LOST, and `next_heartbeat` when to call again."""
+        response: pb.HeartbeatTaskRunsResponse = await self._call(
+            "HeartbeatTaskRuns", requests.heartbeat(leases)
+        )
+        return response
+
+    async def create_logs(self, logs: list[resources_pb2.LogCreate]) -> int:
+        """Write log lines (at most 1000 per call). Not retried: a retry could write twice."""
+        request = resources_pb2.CreateLogsRequest(logs=logs)
+        response = await self._call("CreateLogs", request, self._log_stub)
+        return int(response.count)
 
     async def subscribe_scheduled_tasks(
         self, task_keys: list[str], *, prefetch: int = 10, client_id: str = ""

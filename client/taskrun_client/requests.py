@@ -49,10 +49,21 @@ def history(
 
 
 def set_state(
-    task_run_id: str, state: state_pb2.StateCreate | int, force: bool, **naming: str
+    task_run_id: str,
+    state: state_pb2.StateCreate | int,
+    force: bool,
+    lease_id: str = "",
+    **naming: str,
 ) -> pb.SetTaskRunStateRequest:
     return pb.SetTaskRunStateRequest(
-        task_run_id=task_run_id, state=proposal(state, **naming), force=force
+        task_run_id=task_run_id, state=proposal(state, **naming), force=force, lease_id=lease_id
+    )
+
+
+def heartbeat(leases: list[tuple[str, str]]) -> pb.HeartbeatTaskRunsRequest:
+    """(task run id, lease id) pairs."""
+    return pb.HeartbeatTaskRunsRequest(
+        leases=[pb.TaskRunLease(task_run_id=run_id, lease_id=lease) for run_id, lease in leases]
     )
 
 

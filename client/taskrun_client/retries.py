@@ -18,6 +18,7 @@ RETRY_SAFE = frozenset(
         "ReadTaskRunState",
         "ReadTaskRunStates",
         "SetTaskRunState",  # only with a transition_id, which the client always sets
+        "HeartbeatTaskRuns",  # renewing a lease twice is renewing it
     }
 )
 """Deletes are not retried: a retry after a lost answer would report NOT_FOUND for a delete

@@ -104,12 +104,21 @@ class TaskRunClient:
         state: state_pb2.StateCreate | int,
         *,
         force: bool = False,
+        lease_id: str = "",
         **naming: str,
     ) -> pb.SetTaskRunStateResponse:
-        request = requests.set_state(task_run_id, state, force, **naming)
+        request = requests.set_state(task_run_id, state, force, lease_id, **naming)
         transition_id = with_transition_id(request)
         response: pb.SetTaskRunStateResponse = self._call("SetTaskRunState", request)
         settle_duplicate(response, transition_id)
+        return response
+
+    def heartbeat_task_runs(self, leases: list[tuple[str, str]]) -> pb.HeartbeatTaskRunsResponse:
+        """Renew the (task run id, lease id) pairs held; each result says HELD, CANCELLING or
+        LOST, and `next_heartbeat` when to call again."""
+        response: pb.HeartbeatTaskRunsResponse = self._call(
+            "HeartbeatTaskRuns", requests.heartbeat(leases)
+        )
         return response
 
     def subscribe_scheduled_tasks(

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import grpc
-import pytest
+from sqlalchemy import event
 
 from taskrun.v1 import state_pb2, task_run_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
@@ -29,62 +28,7 @@ from tests.factories import (
     scheduled,
     state,
 )
-
-
-class Subscription:
-    """A stream read continuously into a queue, so a test can wait for, or rule out, a message
-    without cancelling the call (cancelling a pending read cancels a grpc.aio stream)."""
-
-    def __init__(self, stub: TaskRunStub, *keys: str, prefetch: int = 10) -> None:
-        request = pb.SubscribeScheduledTasksRequest(
-            task_keys=keys, client_id="test", prefetch=prefetch
-        )
-        self.call: Any = stub.SubscribeScheduledTasks(request)
-        self.messages: asyncio.Queue[pb.SubscribeScheduledTasksResponse] = asyncio.Queue()
-        self.reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        async for message in self.call:
-            await self.messages.put(message)
-
-    async def receive(self, within: float = 10.0) -> pb.SubscribeScheduledTasksResponse:
-        return await asyncio.wait_for(self.messages.get(), within)
-
-    async def nothing_within(self, seconds: float) -> bool:
-        await asyncio.sleep(seconds)
-        return self.messages.empty()
-
-    def cancel(self) -> None:
-        self.call.cancel()
-        self.reader.cancel()
-
-
-async def due_run(stub: TaskRunStub, key: str, **fields: Any) -> task_run_pb2.TaskRun:
-    return await create_run(
-        stub, task_key=key, state=scheduled(now() - timedelta(seconds=1)), **fields
-    )
-
-
-async def settle(stub: TaskRunStub, run_id: str) -> None:
-    answer = await propose(stub, run_id, state(state_pb2.STATE_TYPE_PENDING))
-    assert answer.status == pb.SET_STATE_STATUS_ACCEPT, answer
-
-
-Opener = Callable[..., Subscription]
-
-
-@pytest.fixture
-def subscriptions(task_runs: TaskRunStub) -> Iterator[Opener]:
-    """Opens subscriptions for a test and cancels them at its end."""
-    opened: list[Subscription] = []
-
-    def open_one(*keys: str, prefetch: int = 10) -> Subscription:
-        opened.append(Subscription(task_runs, *keys, prefetch=prefetch))
-        return opened[-1]
-
-    yield open_one
-    for subscription in opened:
-        subscription.cancel()
+from tests.subscriptions import Opener, due_run, settle
 
 
 async def test_due_background_runs_of_its_keys_are_delivered(
@@ -239,3 +183,50 @@ async def test_shutdown_ends_streams_with_unavailable(
         await asyncio.sleep(0.3)
         await own.stop(grace=2)
         await expect_status(call.read(), grpc.StatusCode.UNAVAILABLE, "shutting down")
+
+
+async def test_a_subscriber_that_never_reads_cannot_hold_runs_beyond_one_lease(
+    task_runs: TaskRunStub, subscriptions: Opener
+) -> None:
+    """The hung stream claims every run; once its 2 s leases lapse unsettled it claims nothing
+    more, and the healthy subscriber gets them all, each delivered exactly twice."""
+    ids = {(await due_run(task_runs, "hoard")).id for _ in range(20)}
+    hung = task_runs.SubscribeScheduledTasks(
+        pb.SubscribeScheduledTasksRequest(task_keys=["hoard"], client_id="hung", prefetch=20)
+    )
+    try:
+        await asyncio.sleep(0.5)  # it has claimed them all by now
+        healthy = subscriptions("hoard", prefetch=20)
+        got: dict[str, int] = {}
+        while set(got) != ids:
+            delivery = await healthy.receive(within=15)
+            got[delivery.task_run.id] = delivery.delivery_count
+            await settle(task_runs, delivery.task_run.id)
+        assert set(got.values()) == {2}
+    finally:
+        hung.cancel()
+
+
+async def test_idle_subscribers_do_not_query_the_database(
+    task_runs: TaskRunStub, subscriptions: Opener, fresh_server: RunningServer
+) -> None:
+    """Fifty idle streams for two seconds: the process's timer looks up their keys once per
+    tick (0.2 s here); the streams themselves make no query while nothing is due."""
+    statements = 0
+
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    for i in range(50):
+        subscriptions(f"idle-{i % 5}")
+    await asyncio.sleep(1.0)  # each has made its first claim and gone to sleep
+    engine = fresh_server.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # About 10 timer look-ups, 10 metrics refreshes and a health probe; polling streams made
+    # about 50 x 10 x 3 = 1,500.
+    assert statements < 60, statements

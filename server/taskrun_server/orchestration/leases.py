@@ -99,10 +99,11 @@ def lease_after(
 
     - Leaving the executing states (for SCHEDULED, a terminal state, PAUSED) ends the lease.
     - The holder presenting its lease keeps it, renewed for a full heartbeat timeout.
-    - A caller without the lease settling a delivery (SCHEDULED to anything) ends it: an older
-      worker that names no lease would never heartbeat it.
-    - Anyone else (an operator cancelling a running run) leaves it as it is: the worker learns
-      of the change at its next heartbeat.
+    - A caller without the lease settling a delivery (SCHEDULED to anything but CANCELLING)
+      ends it: an older worker that names no lease would never heartbeat it.
+    - Anyone else (an operator cancelling a delivered or running run) leaves it as it is: the
+      worker learns of the change at its next heartbeat, and if it is gone the lease lapses
+      and the reaper ends the run.
     - A run with no lease entering PENDING or RUNNING takes one when its policy asks for
       heartbeats (a timeout above zero), granted to this caller.
     """
@@ -113,7 +114,8 @@ def lease_after(
     if held is not None and caller_lease == held.id:
         renewed = RunLease(id=held.id, owner=held.owner, expires_at=_expiry(run, now, settings))
         return LeaseTerms(renewed, deadline, held.id)
-    if held is not None and run.state_type is not StateType.SCHEDULED:
+    settling = run.state_type is StateType.SCHEDULED and state.type is not StateType.CANCELLING
+    if held is not None and not settling:
         return LeaseTerms(held, deadline, None)
     wanted = run.empirical_policy.heartbeat_timeout_seconds
     if state.type in STARTING and wanted is not None and wanted > 0:

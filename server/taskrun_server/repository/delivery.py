@@ -135,7 +135,11 @@ async def seconds_until_due(conn: AsyncConnection, keys: Sequence[str]) -> float
 async def due_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[str]:
     """Which of these keys have a run due now and free to claim: one query for a replica's
     shared delivery timer, however many subscribers wait on the keys."""
-    wanted = func.unnest(literal(list(keys), ARRAY(Text))).table_valued("k").render_derived(name="wanted")
+    wanted = (
+        func.unnest(literal(list(keys), ARRAY(Text)))
+        .table_valued("k")
+        .render_derived(name="wanted")
+    )
     has_due = (
         select(literal(1))
         .where(
