@@ -100,6 +100,23 @@ async function consumeOneDelivery() {
   return { id: delivery.task_run.id, delivery_count: delivery.delivery_count };
 }
 
+/** Submit a background task with parameters, for a Python worker to run. */
+async function submitWithParameters() {
+  const created = await call("CreateTaskRun", {
+    task_key: "polyglot-add",
+    dynamic_key: randomUUID(),
+    state: { type: "STATE_TYPE_SCHEDULED" },
+    parameters: {
+      fields: {
+        a: { numberValue: 2 },
+        b: { numberValue: 40 },
+        label: { stringValue: "from node" },
+      },
+    },
+  });
+  return { id: created.task_run.id };
+}
+
 /** A bad argument comes back as INVALID_ARGUMENT naming the field, in any language. */
 async function badArgument() {
   try {
@@ -115,7 +132,8 @@ try {
   const driven = await driveOneRun(tag);
   const delivered = await consumeOneDelivery();
   const invalid = await badArgument();
-  console.log(JSON.stringify({ driven, delivered, invalid }));
+  const submitted = await submitWithParameters();
+  console.log(JSON.stringify({ driven, delivered, invalid, submitted }));
   client.close();
 } catch (error) {
   console.error(error);

@@ -65,3 +65,32 @@ async def test_node_consumes_one_scheduled_task_from_the_stream(
 async def test_node_sees_invalid_argument_naming_the_field(node_report: dict[str, Any]) -> None:
     assert node_report["invalid"]["code"] == "INVALID_ARGUMENT"
     assert "task_run_id" in node_report["invalid"]["details"]
+
+
+async def test_parameters_from_node_reach_a_python_worker_as_arguments(
+    node_report: dict[str, Any], fresh_server: RunningServer
+) -> None:
+    from taskrun.v1 import state_pb2
+    from taskrun_client import AsyncTaskRunClient, ClientConfig, TaskWorker
+
+    config = ClientConfig(target=f"127.0.0.1:{fresh_server.port}")
+    worker = TaskWorker(config)
+
+    @worker.task("polyglot-add")
+    def add(a: float, b: float, label: str) -> dict[str, Any]:
+        return {"sum": a + b, "label": label}
+
+    serving = asyncio.ensure_future(worker.serve())
+    try:
+        for _ in range(200):
+            if worker.completed:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(serving, 30)
+    async with AsyncTaskRunClient(config) as client:
+        run = await client.read_task_run(node_report["submitted"]["id"])
+    assert run.state_type == state_pb2.STATE_TYPE_COMPLETED
+    result = run.state.data.struct_value.fields
+    assert (result["sum"].number_value, result["label"].string_value) == (42, "from node")
