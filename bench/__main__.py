@@ -24,6 +24,7 @@ from bench.dataset import load_task_runs
 from bench.delivery import bench_delivery
 from bench.measure import Row, percentile
 from bench.server_process import bench_server
+from bench.workers import bench_end_to_end, bench_idle_subscribers, bench_kill_to_redelivery
 from devtools.scratch_database import libpq_url
 from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 
@@ -103,7 +104,24 @@ def ts(value: datetime) -> Timestamp:
     return out
 
 
-async def run_round(runs: int, creates: int) -> list[Row]:
+async def bench_workers(
+    stub: Any, target: str, create: Callable[[int], Awaitable[object]]
+) -> list[Row]:
+    """Work handed to real worker processes, and unary latency beside idle streams."""
+    rows: list[Row] = []
+    for processes in (1, 4):
+        rows += await bench_end_to_end(stub, target, processes, tasks=2000)
+    rows.append(await bench_kill_to_redelivery(stub, target))
+
+    async def creates(name: str) -> Row:
+        return await measure(name, create, total=500, concurrency=1)
+
+    rows.append(await creates("CreateTaskRun c=1, no idle streams"))
+    rows.append(await bench_idle_subscribers(target, creates))
+    return rows
+
+
+async def run_round(runs: int, creates: int, only: str) -> list[Row]:
     rows: list[Row] = []
     with bench_server() as server:
         async with grpc.aio.insecure_channel(server.target) as channel:
@@ -118,6 +136,8 @@ async def run_round(runs: int, creates: int) -> list[Row]:
                 )
 
             await measure("warm-up", create, total=200, concurrency=8)
+            if only == "workers":
+                return await bench_workers(stub, server.target, create)
             for concurrency in (1, 32):
                 prefix = uuid.uuid4().hex[:8]
                 total = creates if concurrency > 1 else max(creates // 4, 500)
@@ -132,6 +152,7 @@ async def run_round(runs: int, creates: int) -> list[Row]:
 
             rows += await bench_state_changes(stub, lives=creates // 4)
             rows += await bench_delivery(stub, backlog=2000)
+            rows += await bench_workers(stub, server.target, create)
 
             now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
             start = now - timedelta(hours=24)
@@ -189,7 +210,8 @@ def print_table(rows: list[Row], repeat: int) -> None:
     print(f"{'operation':<{width}}  {'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}")
     for r in rows:
-        print(f"{r.name:<{width}}  {r.ops_per_second:>9.1f}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}")
+        ops = "-" if r.ops_per_second != r.ops_per_second else f"{r.ops_per_second:.1f}"  # NaN
+        print(f"{r.name:<{width}}  {ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}")
 
 
 def main() -> None:
@@ -197,8 +219,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000, help="task runs to query over")
     parser.add_argument("--creates", type=int, default=4000, help="creates at concurrency 32")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median is shown")
+    parser.add_argument(
+        "--only", choices=("all", "workers"), default="all", help="workers: end to end only"
+    )
     args = parser.parse_args()
-    rounds = [asyncio.run(run_round(args.runs, args.creates)) for _ in range(args.repeat)]
+    rounds = [
+        asyncio.run(run_round(args.runs, args.creates, args.only)) for _ in range(args.repeat)
+    ]
     print_table(median_rows(rounds), args.repeat)
 
 
