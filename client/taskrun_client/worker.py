@@ -9,8 +9,10 @@
     worker.run()   # until SIGTERM or SIGINT
 
 A run's parameters are the function's keyword arguments; `current_task_run()` gives the run
-itself. For each delivery the worker proposes PENDING, then RUNNING, calls the function (sync
-functions on a thread each, async ones on the loop: `concurrency` bounds both alike), and
+itself. For each delivery the worker proposes RUNNING (straight from SCHEDULED, marked
+`deferred`, as the reference's task worker does: its PENDING is never sent to the server), calls
+the function (sync functions on a thread each, async ones on the loop: `concurrency` bounds
+both alike), and
 proposes COMPLETED with the result as state data, or FAILED with the exception's type, message
 and traceback. Every proposal names the delivery's lease, and a heartbeat renews the leases of
 every run the worker holds; when the server answers that a run is being cancelled the function
@@ -224,14 +226,17 @@ class TaskWorker:
     async def _start_and_run(
         self, client: AsyncTaskRunClient, held: _HeldRun
     ) -> state_pb2.StateCreate | None:
-        """Propose PENDING and RUNNING, then run the function. None: nothing to propose."""
-        for step in (state_pb2.STATE_TYPE_PENDING, state_pb2.STATE_TYPE_RUNNING):
-            if held.stop_reason is not None:
-                return _cancelled_before_start() if held.stop_reason == "cancelled" else None
-            answer = await self._propose(client, held, state_pb2.StateCreate(type=step))
-            if answer.status != ACCEPT:
-                cancelling = answer.task_run.state_type == state_pb2.STATE_TYPE_CANCELLING
-                return _cancelled_before_start() if cancelling else None
+        """Propose RUNNING, then run the function. None: nothing to propose."""
+        if held.stop_reason is not None:
+            return _cancelled_before_start() if held.stop_reason == "cancelled" else None
+        running = state_pb2.StateCreate(
+            type=state_pb2.STATE_TYPE_RUNNING,
+            state_details=state_pb2.StateDetails(deferred=True),
+        )
+        answer = await self._propose(client, held, running)
+        if answer.status != ACCEPT:
+            cancelling = answer.task_run.state_type == state_pb2.STATE_TYPE_CANCELLING
+            return _cancelled_before_start() if cancelling else None
         run = held.run
         policy = run.empirical_policy
         timeout = (

@@ -113,6 +113,22 @@ async def test_cancelling_reaches_the_worker_at_its_heartbeat(
     assert done.status == ACCEPT and done.task_run.lease_owner == ""
 
 
+async def test_a_delivered_run_cancelled_before_it_starts_cannot_be_started(
+    task_runs: TaskRunStub, subscriptions: Opener
+) -> None:
+    run = await due_run(task_runs, "cancel-early")
+    delivery = await subscriptions("cancel-early").receive()
+    await task_runs.SetTaskRunState(
+        pb.SetTaskRunStateRequest(task_run_id=run.id, state=state(T.STATE_TYPE_CANCELLING))
+    )
+    (result,) = (await heartbeat(task_runs, (run.id, delivery.lease_id))).results
+    assert result.status == pb.LEASE_STATUS_CANCELLING
+    start = await propose_under(task_runs, run.id, delivery.lease_id, T.STATE_TYPE_RUNNING)
+    assert start.status == ABORT and start.task_run.state_type == T.STATE_TYPE_CANCELLING
+    end = await propose_under(task_runs, run.id, delivery.lease_id, T.STATE_TYPE_CANCELLED)
+    assert end.status == ACCEPT
+
+
 async def test_a_proposal_under_a_lease_the_run_no_longer_holds_is_refused(
     task_runs: TaskRunStub, subscriptions: Opener
 ) -> None:

@@ -66,6 +66,13 @@ def test_the_holder_passes_and_anyone_else_naming_a_lease_is_fenced() -> None:
     assert fence(run_in(S.CRASHED), held.id, StateCreate(type=S.COMPLETED)) is not None
 
 
+def test_the_holder_of_a_run_being_cancelled_may_only_end_it() -> None:
+    held = lease()
+    run = run_in(S.CANCELLING, lease=held)
+    assert "being cancelled" in (fence(run, held.id, StateCreate(type=S.RUNNING)) or "")
+    assert fence(run, held.id, StateCreate(type=S.CANCELLED)) is None
+
+
 def test_a_retry_of_the_applied_proposal_is_left_to_the_duplicate_rule() -> None:
     transition = uuid.uuid4()
     run = run_in(S.COMPLETED)

@@ -100,8 +100,7 @@ def _wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            code, message = status_for(error)
-            await context.abort(code, message)
+            await _abort_unless_ended(context, error)
 
     return wrapped
 
@@ -118,10 +117,21 @@ def _wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            code, message = status_for(error)
-            await context.abort(code, message)
+            await _abort_unless_ended(context, error)
 
     return wrapped
+
+
+async def _abort_unless_ended(
+    context: grpc.aio.ServicerContext[Any, Any], error: Exception
+) -> None:
+    """Answer the error's status; if the call has already ended (the client cancelled it while
+    the handler was answering), there is nobody left to tell, and aborting again would fail."""
+    if context.done():
+        logger.debug("call ended before its error could be sent: %s", error)
+        return
+    code, message = status_for(error)
+    await context.abort(code, message)
 
 
 class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):

@@ -59,9 +59,15 @@ def fence(run: TaskRun, caller_lease: uuid.UUID | None, proposed: StateCreate) -
 
     A caller that names no lease is not checked (operators, flow engines, older clients). A
     retry of the caller's own last proposal, already applied, passes: the duplicate-transition
-    rule answers it, even though that proposal may have ended the lease.
+    rule answers it, even though that proposal may have ended the lease. The holder of a run
+    that is being cancelled may only end it: starting it would lose the cancellation, which it
+    hears of at its next heartbeat.
     """
-    if caller_lease is None or (run.lease is not None and run.lease.id == caller_lease):
+    if caller_lease is None:
+        return None
+    if run.lease is not None and run.lease.id == caller_lease:
+        if run.state_type is StateType.CANCELLING and not proposed.type.is_terminal:
+            return "The run is being cancelled: stop it and propose CANCELLED."
         return None
     transition_id = proposed.state_details.transition_id
     current = run.state

@@ -16,11 +16,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Interval, Text
 
-from taskrun_server.database.tables import task_run
+from taskrun_server.database.tables import task_run, task_run_state
 from taskrun_server.domain.states import StateType
 from taskrun_server.domain.task_runs import TaskRun
-from taskrun_server.repository.rows import task_run_from_row
-from taskrun_server.repository.task_runs import select_task_runs
+from taskrun_server.repository.rows import state_columns_labelled, task_run_from_row
 
 _c = task_run.c
 
@@ -100,21 +99,25 @@ async def claim(
             # A new fencing token per delivery: whoever held the run before is refused.
             lease_id=func.gen_random_uuid(),
         )
-        .returning(_c.id, _c.delivery_count, _c.lease_expires_at, _c.lease_id)
+        .returning(*task_run.c)
+        .cte("claimed")
     )
-    terms = {row.id: row for row in await conn.execute(claimed)}
-    if not terms:
-        return []
-    runs = await conn.execute(select_task_runs().where(_c.id.in_(list(terms))))
-    deliveries = [
-        Delivery(
-            run=task_run_from_row(row),
-            delivery_count=terms[row["id"]].delivery_count,
-            expires=terms[row["id"]].lease_expires_at,
-            lease_id=terms[row["id"]].lease_id,
+    # One round trip: the claimed rows, as updated, joined to their current states.
+    with_states = select(claimed, *state_columns_labelled).select_from(
+        claimed.outerjoin(task_run_state, task_run_state.c.id == claimed.c.state_id)
+    )
+    deliveries = []
+    for row in (await conn.execute(with_states)).mappings():
+        run = task_run_from_row(row)
+        assert run.lease is not None and run.lease.expires_at is not None
+        deliveries.append(
+            Delivery(
+                run=run,
+                delivery_count=run.delivery_count,
+                expires=run.lease.expires_at,
+                lease_id=run.lease.id,
+            )
         )
-        for row in runs.mappings()
-    ]
     deliveries.sort(key=lambda d: d.run.next_scheduled_start_time or d.expires)
     return deliveries
 
