@@ -116,7 +116,9 @@ class NotificationListener:
         kind, _, name = payload.partition(":")
         if kind == "o":
             owner = self._by_owner.get(name)
-            if owner is not None:
+            # Only a subscriber without room waits for its settlements; one with room would
+            # only claim again and find what it would have been woken for anyway.
+            if owner is not None and not owner.has_room:
                 owner.event.set()
         elif kind == "k":
             self.wake_one([name])

@@ -57,13 +57,12 @@ class _Subscription:
 
 @dataclass(slots=True)
 class _Claim:
-    """One claim's outcome: the deliveries, whether the subscriber has room for more, whether
-    it filled its room (claim again at once), and when the next run becomes due (seconds)."""
+    """One claim's outcome: the deliveries, whether the subscriber has room for more, and
+    whether it filled its room (claim again at once)."""
 
     deliveries: list[Delivery] = field(default_factory=list)
     has_room: bool = False
     filled: bool = False
-    due_in: float | None = None
 
 
 class ShuttingDown(Exception):
@@ -118,7 +117,10 @@ class DeliveryService:
                 for delivery in claim.deliveries:
                     yield delivery
                 if not claim.filled:
-                    await self._sleep(wakeup, claim.due_in)
+                    # Looked up after the deliveries went out: off their critical path. Busy or
+                    # stalled, it has no room for a run that becomes due, so nothing to time.
+                    due_in = await self._seconds_until_due(keys) if claim.has_room else None
+                    await self._sleep(wakeup, due_in)
             raise ShuttingDown
         finally:
             self._listener.unregister(wakeup)
@@ -162,10 +164,13 @@ class DeliveryService:
             deliveries = await delivery_repo.claim(
                 conn, owner=owner, keys=keys, limit=room, lease=self._settings.lease
             )
-            if len(deliveries) == room:
-                return _Claim(deliveries, has_room=False, filled=True)
-            due_in = await delivery_repo.seconds_until_due(conn, keys)
-        return _Claim(deliveries, has_room=True, due_in=due_in)
+        if len(deliveries) == room:
+            return _Claim(deliveries, has_room=False, filled=True)
+        return _Claim(deliveries, has_room=True)
+
+    async def _seconds_until_due(self, keys: Sequence[str]) -> float | None:
+        async with self._autocommit.connect() as conn:
+            return await delivery_repo.seconds_until_due(conn, keys)
 
     async def _tick_forever(self) -> None:
         period = self._settings.poll_interval.total_seconds()
