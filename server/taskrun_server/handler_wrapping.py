@@ -1,12 +1,16 @@
 """Rebuild a gRPC method handler around new behaviours: what every interceptor here does.
 
 grpc.aio interceptors cannot wrap a call directly; they return a new handler of the same kind
-with the same (de)serialisers. Only unary-unary and unary-stream methods are wrapped: the
-contract has no client streams, and reflection's bidirectional stream is left as it is.
+with the same (de)serialisers. Server streams come in two styles: async generators that yield
+their messages, and coroutines that write them with `context.write` (grpc's health Watch). A
+coroutine-style stream is wrapped like a unary behaviour, which is what it is to grpc: awaited,
+its messages already written. Bidirectional streams (reflection) are wrapped only by an
+interceptor that asks to (`bidi`); the contract itself has no client streams.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
@@ -17,6 +21,7 @@ UnaryBehaviour: TypeAlias = "Callable[[Any, grpc.aio.ServicerContext[Any, Any]],
 StreamBehaviour: TypeAlias = (
     "Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]"
 )
+BidiBehaviour: TypeAlias = "Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], Any]"
 Continuation: TypeAlias = (
     "Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]]"
 )
@@ -28,19 +33,28 @@ def rewrap(
     stream: Callable[[StreamBehaviour], StreamBehaviour],
     deserializer: Callable[[Callable[[bytes], Any] | None], Callable[[bytes], Any] | None]
     | None = None,
+    bidi: Callable[[BidiBehaviour], BidiBehaviour] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The handler with its behaviour wrapped, and optionally its request parser."""
     parse = (deserializer or (lambda original: original))(handler.request_deserializer)
+    codecs: dict[str, Any] = {
+        "request_deserializer": parse,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            unary(cast(UnaryBehaviour, handler.unary_unary)),
-            request_deserializer=parse,
-            response_serializer=handler.response_serializer,
+            unary(cast(UnaryBehaviour, handler.unary_unary)), **codecs
         )
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            stream(cast(StreamBehaviour, handler.unary_stream)),
-            request_deserializer=parse,
-            response_serializer=handler.response_serializer,
+        behaviour = handler.unary_stream
+        wrapped = (
+            stream(cast(StreamBehaviour, behaviour))
+            if inspect.isasyncgenfunction(behaviour)
+            else unary(cast(UnaryBehaviour, behaviour))
+        )
+        return grpc.unary_stream_rpc_method_handler(wrapped, **codecs)
+    if bidi is not None and inspect.isasyncgenfunction(handler.stream_stream):
+        return grpc.stream_stream_rpc_method_handler(
+            bidi(cast(BidiBehaviour, handler.stream_stream)), **codecs
         )
     return handler

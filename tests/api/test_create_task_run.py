@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 
 import grpc
+import pytest
 from google.protobuf import struct_pb2
 from sqlalchemy import func, select
 
@@ -278,3 +280,46 @@ async def test_invalid_requests_name_the_field_and_store_nothing(
             task_runs.CreateTaskRun(request), grpc.StatusCode.INVALID_ARGUMENT, field
         )
     assert await count_rows(fresh_server) == (0, 0)
+
+
+def _nested_struct_bytes(depth: int) -> bytes:
+    """A Struct `depth` levels deep, encoded by hand: Python's own protobuf refuses to build one
+    deeper than it can parse, but clients in other languages can send it."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+    number = bytes([2 << 3 | 1]) + struct.pack("<d", 1.0)  # Value.number_value = 1.0
+    inner = field(1, field(1, b"x") + field(2, number))  # Struct.fields["x"]
+    for _ in range(depth):
+        value = field(5, inner)  # Value.struct_value
+        inner = field(1, field(1, b"a") + field(2, value))  # Struct.fields["a"]
+    return inner
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+async def test_json_nested_past_protobuf_s_decoding_limit_is_refused_by_name(
+    channel: grpc.aio.Channel, fresh_server: RunningServer
+) -> None:
+    create = channel.unary_unary(
+        "/taskrun.v1.TaskRunService/CreateTaskRun",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    head = pb.CreateTaskRunRequest(task_key="deep", dynamic_key="0").SerializeToString()
+    for depth in (40, 60):
+        parameters = _nested_struct_bytes(depth)
+        request = head + bytes([14 << 3 | 2]) + _varint(len(parameters)) + parameters
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await create(request, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "nests deeper than protobuf decoding allows" in (refused.value.details() or "")

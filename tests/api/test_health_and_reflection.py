@@ -83,3 +83,30 @@ async def test_reflection_reports_an_unknown_symbol(channel: grpc.aio.Channel) -
     request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Thing")
     response = await reflect(channel, "grpc.reflection.v1", request)
     assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def test_health_watch_streams_the_status(channel: grpc.aio.Channel) -> None:
+    """Client-side health checking in gRPC uses Watch: it must answer, not fail INTERNAL."""
+    stub: Any = health_pb2_grpc.HealthStub(channel)
+    call = stub.Watch(health_pb2.HealthCheckRequest(service="taskrun.v1.TaskRunService"))
+    try:
+        first = await call.read()
+    finally:
+        call.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("package", PROTOCOLS)
+async def test_corrupt_bytes_on_the_reflection_stream_are_invalid_argument(
+    channel: grpc.aio.Channel, package: str
+) -> None:
+    call = channel.stream_stream(
+        f"/{package}.ServerReflection/ServerReflectionInfo",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in call(iter([b"\xff\xff\xff"])):
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "corrupt protobuf" in (refused.value.details() or "")

@@ -165,3 +165,18 @@ async def test_the_cli_connects_with_tls_and_a_token_from_the_environment(
     )
     assert code == 0, err
     assert "count" in json.loads(out)
+
+
+async def test_an_unknown_method_is_refused_like_a_real_one_without_a_token(
+    guarded: RunningServer,
+) -> None:
+    """Otherwise UNIMPLEMENTED versus UNAUTHENTICATED lists the methods to anyone."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{guarded.port}") as channel:
+        for method in ("/taskrun.v1.TaskRunService/NoSuchMethod", "/nope.Service/Call"):
+            call = channel.unary_unary(method, lambda b: b, lambda b: b)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(b"", timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                await call(b"", timeout=5, metadata=bearer(TOKEN))
+            assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -63,6 +63,16 @@ def _refusing_handler(
     return grpc.stream_stream_rpc_method_handler(refuse, **codecs)
 
 
+async def _unimplemented(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unknown method")
+
+
+_UNKNOWN_METHOD: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
+    _unimplemented
+)
+"""Stands in for a method the server does not have: its requests are never parsed."""
+
+
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenSet) -> None:
         self._tokens = tokens
@@ -71,11 +81,16 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
+        if handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
         token = presented_token(handler_call_details.invocation_metadata)
+        refusal = None
         if token is None:
-            return _refusing_handler(handler, "missing 'authorization: Bearer <token>' metadata")
-        if not self._tokens.accepts(token):
-            return _refusing_handler(handler, "the bearer token is not valid")
-        return handler
+            refusal = "missing 'authorization: Bearer <token>' metadata"
+        elif not self._tokens.accepts(token):
+            refusal = "the bearer token is not valid"
+        if refusal is None:
+            return handler
+        # Unknown methods are refused alike, so a caller without a token cannot tell them from
+        # real ones (UNIMPLEMENTED would list the methods to anyone who asks).
+        return _refusing_handler(handler or _UNKNOWN_METHOD, refusal)

@@ -25,7 +25,9 @@ from taskrun_server.domain.errors import (
     NotFound,
     TaskRunServiceError,
 )
+from taskrun_server.domain.limits import MAX_JSON_DEPTH
 from taskrun_server.handler_wrapping import (
+    BidiBehaviour,
     Continuation,
     StreamBehaviour,
     UnaryBehaviour,
@@ -65,6 +67,17 @@ class MalformedRequest:
     """
 
     message_type: str
+    too_deep: bool = False
+
+    @property
+    def problem(self) -> str:
+        if self.too_deep:
+            return (
+                f"request: a {self.message_type} nests deeper than protobuf decoding allows "
+                f"(messages 64 levels deep; free-form JSON values about 30 levels, "
+                f"the limit for state data, labels and parameters is {MAX_JSON_DEPTH})"
+            )
+        return f"request: not a valid {self.message_type} (corrupt protobuf wire format)"
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -74,10 +87,10 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     def parse(payload: bytes) -> Any:
         try:
             return deserializer(payload)
-        except DecodeError:
+        except DecodeError as error:
             owner = getattr(deserializer, "__self__", None)
             name = owner.DESCRIPTOR.full_name if owner is not None else "request"
-            return MalformedRequest(name)
+            return MalformedRequest(name, too_deep="MaxDepth" in str(error))
 
     return parse
 
@@ -85,10 +98,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 async def _refuse_malformed(
     request: MalformedRequest, context: grpc.aio.ServicerContext[Any, Any]
 ) -> None:
-    await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"request: not a valid {request.message_type} (corrupt protobuf wire format)",
-    )
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
 
 
 def _wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
@@ -134,8 +144,28 @@ async def _abort_unless_ended(
     await context.abort(code, message)
 
 
+def _wrap_bidi(behaviour: BidiBehaviour) -> BidiBehaviour:
+    """Reflection's stream (an async generator): a request that does not parse ends the call
+    INVALID_ARGUMENT."""
+
+    async def wrapped(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async def parsed() -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, MalformedRequest):
+                    await _refuse_malformed(request, context)
+                yield request
+
+        async for response in behaviour(parsed(), context):
+            yield response
+
+    return wrapped
+
+
 class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
-    """Maps exceptions raised by any unary or server-streaming handler to statuses."""
+    """Maps exceptions raised by any unary or server-streaming handler to statuses, and
+    requests that do not parse, on any method, to INVALID_ARGUMENT."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -143,4 +173,4 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return rewrap(handler, _wrap_unary, _wrap_stream, deserializer=_tolerant)
+        return rewrap(handler, _wrap_unary, _wrap_stream, deserializer=_tolerant, bidi=_wrap_bidi)
