@@ -28,6 +28,7 @@ from taskrun_server.api.auth_interceptor import TokenAuthInterceptor
 from taskrun_server.api.concurrency_limit_servicer import ConcurrencyLimitServicer
 from taskrun_server.api.errors import ErrorStatusInterceptor
 from taskrun_server.api.health_reporter import DatabaseHealthReporter
+from taskrun_server.api.health_servicer import HealthServicer
 from taskrun_server.api.reflection import enable_reflection
 from taskrun_server.api.resource_servicers import (
     DeploymentServicer,
@@ -164,7 +165,7 @@ async def start_server(
     resources_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunServicer(resources), server)
     resources_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(resources), server)
 
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server

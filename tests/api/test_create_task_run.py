@@ -266,6 +266,43 @@ async def test_invalid_requests_name_the_field_and_store_nothing(
             ),
             "empirical_policy.retry_delay[0]",
         ),
+        *(
+            (
+                pb.CreateTaskRunRequest(
+                    task_key="t",
+                    dynamic_key="0",
+                    empirical_policy=task_run_pb2.TaskRunPolicy(retries=1, retry_delay=[1, delay]),
+                ),
+                "empirical_policy.retry_delay[1]",
+            )
+            for delay in (1e12, 1e300, 3e11)  # each made a later RUNNING -> FAILED INTERNAL
+        ),
+        (
+            pb.CreateTaskRunRequest(
+                task_key="t",
+                dynamic_key="0",
+                empirical_policy=task_run_pb2.TaskRunPolicy(retry_delay_seconds=1e12),
+            ),
+            "empirical_policy.retry_delay_seconds",
+        ),
+        (
+            pb.CreateTaskRunRequest(
+                task_key="t",
+                dynamic_key="0",
+                empirical_policy=task_run_pb2.TaskRunPolicy(retry_jitter_factor=1e300),
+            ),
+            "empirical_policy.retry_jitter_factor",
+        ),
+        (
+            pb.CreateTaskRunRequest(
+                task_key="t",
+                dynamic_key="0",
+                labels=struct_pb2.Struct(
+                    fields={f"k{i}": struct_pb2.Value(number_value=i) for i in range(257)}
+                ),
+            ),
+            "labels",
+        ),
         (
             pb.CreateTaskRunRequest(
                 task_key="t",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -10,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from taskrun.v1 import filters_pb2 as f
 from taskrun.v1 import state_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun_server.domain.history import LAST_INSTANT, MAX_SUMMED_SECONDS
 from tests.factories import TaskRunStub, at, create_run, expect_status, hours, now, scheduled, ts
 
 
@@ -145,3 +147,47 @@ async def test_five_hundred_buckets_are_allowed(task_runs: TaskRunStub) -> None:
         )
     )
     assert len(response.intervals) == 500
+
+
+async def test_a_bucket_that_would_end_past_the_calendar_ends_with_it(
+    task_runs: TaskRunStub,
+) -> None:
+    """Years 1 to 9999 in 9,000-year buckets, and one second at the last second: both answered
+    (they were INTERNAL: the bucket ends overflowed)."""
+    first, last = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    for start, end, width in (
+        (first, datetime(9999, 1, 1, tzinfo=UTC), timedelta(days=9000 * 365)),
+        (last, last + timedelta(microseconds=500_000), timedelta(seconds=1)),
+    ):
+        interval = Duration()
+        interval.FromTimedelta(width)
+        response = await task_runs.TaskRunHistory(
+            pb.TaskRunHistoryRequest(
+                history_start=ts(start), history_end=ts(end), history_interval=interval
+            )
+        )
+        assert at(response.intervals[-1].interval_end) == LAST_INSTANT
+
+
+async def test_lateness_summed_past_any_duration_is_clamped(task_runs: TaskRunStub) -> None:
+    """1,400 runs expected at year 1 are late by two millennia each: the sum is more than a
+    Python timedelta or a protobuf Duration holds (it was INTERNAL)."""
+    long_ago = scheduled(datetime(1, 1, 1, tzinfo=UTC))
+    for batch in range(0, 1400, 200):
+        await asyncio.gather(
+            *(
+                create_run(task_runs, task_key="ancient", state=long_ago)
+                for _ in range(batch, batch + 200)
+            )
+        )
+    response = await task_runs.TaskRunHistory(
+        pb.TaskRunHistoryRequest(
+            history_start=ts(datetime(1, 1, 1, tzinfo=UTC)),
+            history_end=ts(datetime(2001, 1, 1, tzinfo=UTC)),
+            history_interval=seconds(3000 * 365 * 86400),
+        )
+    )
+    (bucket,) = response.intervals
+    (summary,) = bucket.states
+    assert summary.count_runs == 1400
+    assert summary.sum_estimated_lateness.seconds == MAX_SUMMED_SECONDS

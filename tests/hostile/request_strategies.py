@@ -25,16 +25,29 @@ _json: st.SearchStrategy[Any] = st.recursive(
     max_leaves=12,
 )
 
+# The calendar's edges, in Unix seconds: 0001-01-01 and 9999-12-31T23:59:59, where sums and
+# bucket ends overflow; and the longest protobuf Duration.
+FIRST_SECOND, LAST_SECOND, LONGEST = -62_135_596_800, 253_402_300_799, 315_576_000_000
 _timestamps = st.builds(
     lambda seconds, nanos: Timestamp(seconds=seconds, nanos=nanos),
-    st.one_of(st.integers(1_600_000_000, 1_900_000_000), st.integers(-(2**62), 2**62)),
-    st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1)),
+    st.one_of(
+        st.integers(1_600_000_000, 1_900_000_000),
+        st.sampled_from([FIRST_SECOND, FIRST_SECOND + 1, LAST_SECOND - 1, LAST_SECOND]),
+        st.integers(-(2**62), 2**62),
+    ),
+    st.one_of(st.just(0), st.just(999_999_999), st.integers(-(2**31), 2**31 - 1)),
 )
 _durations = st.builds(
     lambda seconds, nanos: Duration(seconds=seconds, nanos=nanos),
-    st.one_of(st.integers(0, 86_400), st.integers(-(2**62), 2**62)),
+    st.one_of(
+        st.integers(0, 86_400),
+        st.sampled_from([1, 31_622_400, 9000 * 365 * 86_400, LONGEST]),
+        st.integers(-(2**62), 2**62),
+    ),
     st.one_of(st.just(0), st.integers(-(2**31), 2**31 - 1)),
 )
+# Finite but extreme: delays and factors that overflow dates when added to now.
+_extreme_floats = st.sampled_from([1e12, 3e11, 1e300, -1e300, 1.7976931348623157e308, 5e-324])
 
 
 def _struct(value: dict[str, Any]) -> Struct:
@@ -61,7 +74,9 @@ def _value(value: Any) -> Value:
 
 
 def strings(known_ids: Sequence[str]) -> st.SearchStrategy[str]:
-    troublesome = st.sampled_from(["", "\x00", "a" * 3000, "ünï©ødé", " ", "%", "_", "'"])
+    troublesome = st.sampled_from(
+        ["", "\x00", "a" * 3000, "a" * 200_000, "ünï©ødé", " ", "%", "_", "'"]
+    )
     ids = st.sampled_from(list(known_ids)) if known_ids else st.nothing()
     return st.one_of(ids, st.uuids().map(str), troublesome, st.text(max_size=40))
 
@@ -75,7 +90,7 @@ def _scalar(field: descriptor.FieldDescriptor, ids: Sequence[str]) -> st.SearchS
     if kind == FD.TYPE_BOOL:
         return st.booleans()
     if kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
-        return st.floats(allow_nan=True, allow_infinity=True, width=32)
+        return st.floats(allow_nan=True, allow_infinity=True, width=32) | _extreme_floats
     if kind == FD.TYPE_ENUM:
         return st.integers(-3, 40)  # unknown numbers included: proto3 enums are open
     if kind in (FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32):

@@ -7,7 +7,7 @@ The tests run in file order: the invariants are checked after the traffic.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import psycopg
@@ -40,6 +40,7 @@ DEFINED = {
 SERVICES = [
     task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"],
     concurrency_limits_pb2.DESCRIPTOR.services_by_name["ConcurrencyLimitService"],
+    cast(descriptor.ServiceDescriptor, health_pb2.DESCRIPTOR.services_by_name["Health"]),
     *(
         resources_pb2.DESCRIPTOR.services_by_name[name]
         for name in ("FlowService", "DeploymentService", "FlowRunService", "LogService")
@@ -59,10 +60,18 @@ STREAMING = [
 ANSWERED: dict[str, set[grpc.StatusCode]] = {}
 
 # CI runs 40 examples per method; set TASKRUN_HOSTILE_EXAMPLES higher for a deeper local search.
+# `make test` and CI draw the same examples every run (derandomized: a landing never depends
+# on a lucky draw). A deep random search is a separate, documented command:
+#   TASKRUN_HOSTILE_RANDOM=1 TASKRUN_HOSTILE_EXAMPLES=2000 make test PYTEST_ARGS=tests/hostile
 HOSTILE = settings(
     max_examples=int(os.environ.get("TASKRUN_HOSTILE_EXAMPLES", "40")),
+    derandomize=os.environ.get("TASKRUN_HOSTILE_RANDOM") != "1",
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
     database=None,
 )
 

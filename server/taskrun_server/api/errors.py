@@ -48,6 +48,8 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for an exception."""
     if isinstance(error, TaskRunServiceError):
         return _CODES.get(type(error), grpc.StatusCode.FAILED_PRECONDITION), str(error)
+    if isinstance(error, NotImplementedError):  # a library servicer's unimplemented method
+        return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
     if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     ):

@@ -25,8 +25,10 @@ from taskrun_server.domain.identifiers import parse_id, parse_optional_id
 from taskrun_server.domain.limits import (
     MAX_HEARTBEAT_LEASES,
     MAX_KEY_BYTES,
+    MAX_LABELS,
     MAX_NAME_BYTES,
     MAX_PARAMETERS_BYTES,
+    MAX_RETRY_JITTER_FACTOR,
     MAX_TIMEOUT_SECONDS,
     check_json,
     check_required_text,
@@ -225,19 +227,17 @@ def _parse_policy(msg: task_run_pb2.TaskRunPolicy, path: str) -> TaskRunPolicy:
         raise InvalidArgument("must not be negative", f"{path}.max_retries")
     if msg.HasField("retries") and msg.retries < 0:
         raise InvalidArgument("must not be negative", f"{path}.retries")
-    delays = [check_finite(d, f"{path}.retry_delay[{i}]") for i, d in enumerate(msg.retry_delay)]
-    if any(d < 0 for d in delays):
-        raise InvalidArgument("delays must not be negative", f"{path}.retry_delay")
-    if len(delays) > 50:
+    if len(msg.retry_delay) > 50:
         raise InvalidArgument("has more than 50 delays", f"{path}.retry_delay")
-    seconds = check_finite(msg.retry_delay_seconds, f"{path}.retry_delay_seconds")
-    if seconds < 0:
-        raise InvalidArgument("must not be negative", f"{path}.retry_delay_seconds")
+    delays = [_parse_seconds(d, f"{path}.retry_delay[{i}]") for i, d in enumerate(msg.retry_delay)]
+    seconds = _parse_seconds(msg.retry_delay_seconds, f"{path}.retry_delay_seconds")
     jitter = None
     if msg.HasField("retry_jitter_factor"):
         jitter = check_finite(msg.retry_jitter_factor, f"{path}.retry_jitter_factor")
-        if jitter < 0:
-            raise InvalidArgument("must not be negative", f"{path}.retry_jitter_factor")
+        if not 0 <= jitter <= MAX_RETRY_JITTER_FACTOR:
+            raise InvalidArgument(
+                f"must be between 0 and {MAX_RETRY_JITTER_FACTOR:g}", f"{path}.retry_jitter_factor"
+            )
     return TaskRunPolicy(
         max_retries=msg.max_retries,
         retry_delay_seconds=seconds,
@@ -252,10 +252,17 @@ def _parse_policy(msg: task_run_pb2.TaskRunPolicy, path: str) -> TaskRunPolicy:
 def _parse_timeout(msg: task_run_pb2.TaskRunPolicy, name: str, path: str) -> float | None:
     if not msg.HasField(name):  # type: ignore[arg-type]
         return None
-    field = f"{path}.{name}"
-    seconds = check_finite(getattr(msg, name), field)
+    return _parse_seconds(getattr(msg, name), f"{path}.{name}")
+
+
+def _parse_seconds(value: float, field: str) -> float:
+    """A delay or timeout: finite, not negative, at most a year (so that now plus it is a date
+    every layer can hold)."""
+    seconds = check_finite(value, field)
     if not 0 <= seconds <= MAX_TIMEOUT_SECONDS:
-        raise InvalidArgument(f"must be between 0 and {MAX_TIMEOUT_SECONDS:g} seconds", field)
+        raise InvalidArgument(
+            f"must be between 0 and {MAX_TIMEOUT_SECONDS:,.0f} seconds (366 days)", field
+        )
     return seconds
 
 
@@ -299,6 +306,10 @@ def _parse_task_inputs(inputs: Mapping[str, task_run_pb2.TaskRunInputs], path: s
 
 
 def _parse_labels(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, object]:
+    if len(msg.labels.fields) > MAX_LABELS:
+        raise InvalidArgument(
+            f"has {len(msg.labels.fields)} keys; the limit is {MAX_LABELS}", "labels"
+        )
     labels = struct_to_python(msg.labels, "labels") if msg.HasField("labels") else {}
     for key, value in labels.items():
         path = f"labels[{key[:32]!r}]"

@@ -125,6 +125,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             raise InvalidArgument(
                 f"makes {buckets} buckets; the limit is {MAX_HISTORY_BUCKETS}", "history_interval"
             )
+
         intervals = await self._service.history(
             parse_query(request), start=start, end=end, interval=interval
         )

@@ -27,7 +27,12 @@ MAX_LOGS_PER_CALL = 1_000
 MAX_PARAMETERS_BYTES = 512 * 1024
 """A run's parameters, as encoded on the wire: stored once, sent with every delivery."""
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
-"""Heartbeat and execution timeouts: a year, so that deadlines stay ordinary dates."""
+"""Heartbeat and execution timeouts, and retry delays: a year, so that deadlines stay
+ordinary dates."""
+MAX_RETRY_JITTER_FACTOR = 100.0
+"""A delay jittered by this stays within about a century."""
+MAX_LABELS = 256
+"""Keys in a run's labels: decoding each costs the event loop, so their number is bounded."""
 MAX_HEARTBEAT_LEASES = 1_000
 """Leases renewed by one HeartbeatTaskRuns call."""
 

@@ -33,9 +33,15 @@ def jittered(delay: float, jitter_factor: float | None, rng: random.Random) -> f
     upper = delay * (1 + jitter_factor)
     cdf_lower = 1 - math.exp(-lower / delay)
     cdf_upper = 1 - math.exp(-upper / delay)
-    u = rng.uniform(cdf_lower, cdf_upper)
+    u = min(rng.uniform(cdf_lower, cdf_upper), math.nextafter(1.0, 0.0))  # log(0) otherwise
     return -delay * math.log(1 - u)
 
 
+MAX_RETRY_DELAY_SECONDS = 100 * 366 * 24 * 3600.0
+"""Validation bounds delays and jitter well below this; runs stored before it may not be."""
+
+
 def retry_delay_seconds(policy: TaskRunPolicy, run_count: int, rng: random.Random) -> float:
-    return jittered(base_retry_delay(policy, run_count), policy.retry_jitter_factor, rng)
+    """The delay before the next attempt, never so long that now plus it leaves the calendar."""
+    delay = jittered(base_retry_delay(policy, run_count), policy.retry_jitter_factor, rng)
+    return min(delay, MAX_RETRY_DELAY_SECONDS) if math.isfinite(delay) else MAX_RETRY_DELAY_SECONDS
