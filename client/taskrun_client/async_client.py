@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,12 +16,13 @@ from taskrun_client import requests
 from taskrun_client.channels import aio_channel
 from taskrun_client.config import ClientConfig
 from taskrun_client.errors import TaskRunError
-from taskrun_client.retries import RETRY_SAFE, settle_duplicate, with_transition_id
+from taskrun_client.retries import settle_duplicate, with_transition_id
 
 
 class AsyncTaskRunClient:
-    """Every call has a deadline (`config.timeout`); retry-safe calls are retried on
-    UNAVAILABLE with backoff; failures raise TaskRunError."""
+    """Every call has a deadline (`config.timeout`) and waits for a connection within it;
+    retry-safe calls are retried on UNAVAILABLE by gRPC's retry policy; failures raise
+    TaskRunError."""
 
     def __init__(self, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
@@ -45,18 +45,14 @@ class AsyncTaskRunClient:
         await self.close()
 
     async def _call(self, method: str, request: Any, stub: Any = None) -> Any:
-        delays = self.config.retry.delays() if method in RETRY_SAFE else []
-        for delay in [*delays, None]:
-            try:
-                return await getattr(stub or self._stub, method)(
-                    request, timeout=self.config.timeout, metadata=self.config.metadata()
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.UNAVAILABLE and delay is not None:
-                    await asyncio.sleep(delay)
-                    continue
-                raise TaskRunError.from_rpc_error(error) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One call under the deadline; gRPC's retry policy (the channel's service config)
+        retries it when that is safe."""
+        try:
+            return await getattr(stub or self._stub, method)(
+                request, timeout=self.config.timeout, metadata=self.config.metadata()
+            )
+        except grpc.aio.AioRpcError as error:
+            raise TaskRunError.from_rpc_error(error) from None
 
     async def create_task_run(
         self, task_key: str, dynamic_key: str, **fields: Any

@@ -199,6 +199,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         root_certificates=read(args.ca_file),
         certificate_chain=read(args.cert_file),
         private_key=read(args.key_file),
+        wait_for_ready=False,  # an operator wants "cannot reach" at once, not after a deadline
     )
 
 

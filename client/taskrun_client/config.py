@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MAX_ATTEMPTS = 5
+"""gRPC's own ceiling: a retry policy's maxAttempts above 5 is treated as 5."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries on UNAVAILABLE, with exponential backoff, for calls that are safe to repeat."""
+    """gRPC's retry policy for the calls that are safe to repeat: on UNAVAILABLE, up to
+    `max_attempts` attempts (gRPC allows at most 5), waiting a random time up to the current
+    backoff between them, or as long as the server's retry pushback says. Every call also waits
+    for a connection (wait-for-ready) within its deadline, so a restart of a few seconds costs
+    no attempt at all."""
 
-    max_attempts: int = 5
-    initial_backoff: float = 0.1
+    max_attempts: int = MAX_ATTEMPTS
+    initial_backoff: float = 0.2
     max_backoff: float = 2.0
     multiplier: float = 2.0
 
-    def delays(self) -> list[float]:
-        """The waits between attempts."""
-        out, delay = [], self.initial_backoff
-        for _ in range(self.max_attempts - 1):
-            out.append(min(delay, self.max_backoff))
-            delay *= self.multiplier
-        return out
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS} (gRPC's limit)")
+        if self.initial_backoff <= 0 or self.max_backoff <= 0 or self.multiplier < 1:
+            raise ValueError("backoffs must be positive and the multiplier at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,10 @@ class ClientConfig:
     # Deadline of each unary call, in seconds.
     timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Wait for a connection within the deadline instead of failing at once with UNAVAILABLE
+    # when there is none: rides through server restarts. Off, a misconfigured or unreachable
+    # target fails fast (the CLI turns it off).
+    wait_for_ready: bool = True
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()

@@ -1,10 +1,22 @@
-"""Which calls the client retries, and how it makes SetTaskRunState safe to retry."""
+"""Which calls the client retries, how (gRPC's retry policy, as service config), and how it
+makes SetTaskRunState safe to retry."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun_client.config import ClientConfig
+
+SERVICES = (
+    "taskrun.v1.TaskRunService",
+    "taskrun.v1.ConcurrencyLimitService",
+    "taskrun.v1.FlowService",
+    "taskrun.v1.DeploymentService",
+    "taskrun.v1.FlowRunService",
+    "taskrun.v1.LogService",
+)
 
 RETRY_SAFE = frozenset(
     {
@@ -22,7 +34,44 @@ RETRY_SAFE = frozenset(
     }
 )
 """Deletes are not retried: a retry after a lost answer would report NOT_FOUND for a delete
-that succeeded."""
+that succeeded. Nor are log writes: a retry could write twice."""
+
+
+def service_config(client: ClientConfig) -> str:
+    """The channel's service config: every method waits for a connection within its deadline
+    (unless `wait_for_ready` is off); the retry-safe ones are retried on UNAVAILABLE and
+    CANCELLED by gRPC itself, which also retries transparently what never reached the
+    server."""
+    policy, ready = client.retry, client.wait_for_ready
+
+    def seconds(value: float) -> str:
+        return f"{value:.3f}s"
+
+    retried: dict[str, object] = {
+        "name": [
+            {"service": "taskrun.v1.TaskRunService", "method": method}
+            for method in sorted(RETRY_SAFE)
+        ],
+        "waitForReady": ready,
+    }
+    if policy.max_attempts > 1:  # gRPC refuses a retry policy of one attempt
+        retried["retryPolicy"] = {
+            "maxAttempts": policy.max_attempts,
+            "initialBackoff": seconds(policy.initial_backoff),
+            "maxBackoff": seconds(policy.max_backoff),
+            "backoffMultiplier": policy.multiplier,
+            # CANCELLED too: a stopping server cancels the calls it had queued but not
+            # started. These methods are safe to repeat, and gRPC never retries a call the
+            # client cancelled itself.
+            "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
+        }
+    config = {
+        "methodConfig": [
+            {"name": [{"service": service} for service in SERVICES], "waitForReady": ready},
+            retried,
+        ]
+    }
+    return json.dumps(config)
 
 
 def with_transition_id(request: pb.SetTaskRunStateRequest) -> str:

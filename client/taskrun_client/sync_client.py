@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,7 +16,7 @@ from taskrun_client import requests
 from taskrun_client.channels import sync_channel
 from taskrun_client.config import ClientConfig
 from taskrun_client.errors import TaskRunError
-from taskrun_client.retries import RETRY_SAFE, settle_duplicate, with_transition_id
+from taskrun_client.retries import settle_duplicate, with_transition_id
 
 
 class TaskRunClient:
@@ -43,19 +42,14 @@ class TaskRunClient:
         self.close()
 
     def _call(self, method: str, request: Any) -> Any:
-        delays = self.config.retry.delays() if method in RETRY_SAFE else []
-        for delay in [*delays, None]:
-            try:
-                return getattr(self._stub, method)(
-                    request, timeout=self.config.timeout, metadata=self.config.metadata()
-                )
-            except grpc.RpcError as error:
-                code = error.code() if hasattr(error, "code") else None
-                if code is grpc.StatusCode.UNAVAILABLE and delay is not None:
-                    time.sleep(delay)
-                    continue
-                raise TaskRunError.from_rpc_error(error) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One call under the deadline; gRPC's retry policy (the channel's service config)
+        retries it when that is safe."""
+        try:
+            return getattr(self._stub, method)(
+                request, timeout=self.config.timeout, metadata=self.config.metadata()
+            )
+        except grpc.RpcError as error:
+            raise TaskRunError.from_rpc_error(error) from None
 
     def create_task_run(
         self, task_key: str, dynamic_key: str, **fields: Any

@@ -36,6 +36,7 @@ from taskrun_server.api.resource_servicers import (
     FlowServicer,
     LogServicer,
 )
+from taskrun_server.api.shutdown_gate import ShutdownGate
 from taskrun_server.api.task_run_servicer import TaskRunServicer
 from taskrun_server.database.engine import create_engine
 from taskrun_server.database.notifications import NotificationListener
@@ -79,6 +80,7 @@ class RunningServer:
     listener: NotificationListener
     delivery: DeliveryService
     reaper: Reaper
+    gate: ShutdownGate
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
     health_reporter: DatabaseHealthReporter
@@ -88,12 +90,16 @@ class RunningServer:
         return self.metrics_endpoint.port if self.metrics_endpoint else None
 
     async def stop(self, grace: float | None) -> None:
-        """End subscriptions (UNAVAILABLE: resubscribe), let in-flight unary calls finish
-        within `grace`, then close the listener and the pool."""
+        """Refuse new calls (UNAVAILABLE, retry), end subscriptions (UNAVAILABLE: resubscribe),
+        let in-flight unary calls finish within `grace`, then close the listener and the pool."""
         await self.health_reporter.stop()
         await self.health.enter_graceful_shutdown()
+        self.gate.close()
         self.delivery.shut_down()
-        await self.server.stop(grace)
+        started = asyncio.get_running_loop().time()
+        await self.gate.drained(grace if grace is not None else 10.0)
+        elapsed = asyncio.get_running_loop().time() - started
+        await self.server.stop(max((grace or 0.0) - elapsed, 0.5))
         await self.reaper.stop()
         await self.listener.stop()
         if self.metrics_endpoint is not None:
@@ -117,8 +123,10 @@ async def start_server(
     engine = create_engine(database_url, settings)
     metrics = ServerMetrics()
     # The first is outermost: observability sees every status, refusals included.
+    gate = ShutdownGate()
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        RpcObservabilityInterceptor(metrics, access_log_enabled=settings.access_log)
+        RpcObservabilityInterceptor(metrics, access_log_enabled=settings.access_log),
+        gate,
     ]
     if tokens:
         interceptors.append(TokenAuthInterceptor(tokens))
@@ -205,6 +213,7 @@ async def start_server(
         listener=listener,
         delivery=delivery,
         reaper=reaper,
+        gate=gate,
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,
         health_reporter=health_reporter,

@@ -87,10 +87,7 @@ async def test_subscriptions_yield_deliveries(client: AsyncTaskRunClient) -> Non
 
 async def test_calls_are_retried_until_the_server_is_up(database_url: str) -> None:
     port = free_port()
-    patient = ClientConfig(
-        target=f"127.0.0.1:{port}",
-        retry=RetryPolicy(max_attempts=30, initial_backoff=0.2, max_backoff=0.5),
-    )
+    patient = ClientConfig(target=f"127.0.0.1:{port}", timeout=60)  # waits for a connection
     async with AsyncTaskRunClient(patient) as client:
         call = asyncio.ensure_future(client.count_task_runs())
         await asyncio.sleep(0.5)
@@ -106,8 +103,14 @@ async def test_unavailable_is_raised_once_retries_run_out() -> None:
     config = ClientConfig(
         target=f"127.0.0.1:{free_port()}",
         retry=RetryPolicy(max_attempts=2, initial_backoff=0.01),
+        wait_for_ready=False,
     )
     async with AsyncTaskRunClient(config) as client:
         with pytest.raises(TaskRunError) as caught:
             await client.count_task_runs()
     assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_retry_policy_beyond_grpc_s_five_attempts_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        RetryPolicy(max_attempts=6)

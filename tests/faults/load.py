@@ -17,8 +17,10 @@ import grpc
 from taskrun.v1 import state_pb2, task_run_service_pb2
 from taskrun_client import AsyncTaskRunClient, ClientConfig, RetryPolicy, TaskRunError
 
-# Patient enough to ride out a restart of the server or of Postgres (about 20 s in all).
-PATIENT = RetryPolicy(max_attempts=40, initial_backoff=0.1, max_backoff=0.5)
+# Patient enough to ride out a restart of the server or of Postgres: a call waits for a
+# connection (wait-for-ready), and the server's UNAVAILABLE answers while Postgres is away ask
+# for a retry a second later (pushback), five times at most (gRPC's limit).
+PATIENT = RetryPolicy(max_attempts=5, initial_backoff=1.0, max_backoff=5.0)
 
 ACCEPT = task_run_service_pb2.SET_STATE_STATUS_ACCEPT
 
@@ -44,7 +46,7 @@ class Acknowledged:
 
 
 def client_for(target: str) -> AsyncTaskRunClient:
-    return AsyncTaskRunClient(ClientConfig(target=target, timeout=5, retry=PATIENT))
+    return AsyncTaskRunClient(ClientConfig(target=target, timeout=20, retry=PATIENT))
 
 
 async def _drive_one(client: AsyncTaskRunClient, record: Acknowledged, key: str) -> None:

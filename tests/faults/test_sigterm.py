@@ -8,7 +8,9 @@ import signal
 import time
 
 import grpc
+import psycopg
 
+from devtools.scratch_database import libpq_url
 from devtools.server_processes import free_port, start_server_process, wait_until_serving
 from taskrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from tests.faults.row_lock import row_locked, until_someone_waits
@@ -45,6 +47,12 @@ async def test_sigterm_drains_calls_ends_streams_and_exits_in_time(database_url:
                 signalled = time.monotonic()
                 await asyncio.sleep(1.0)  # the call is still held by the lock
                 assert not in_flight.done()
+                # Draining: a new call is refused UNAVAILABLE, with a pushback, not applied.
+                late = stub.CreateTaskRun(
+                    task_run_service_pb2.CreateTaskRunRequest(task_key="sigterm", dynamic_key="1")
+                )
+                refused = await late.code()
+                trailers = dict(await late.trailing_metadata() or ())
             answer = await asyncio.wait_for(in_flight, 20)  # the lock is gone: it completes
 
             try:
@@ -60,6 +68,18 @@ async def test_sigterm_drains_calls_ends_streams_and_exits_in_time(database_url:
             process.wait()
 
     assert answer.status == task_run_service_pb2.SET_STATE_STATUS_ACCEPT
+    assert refused == grpc.StatusCode.UNAVAILABLE
+    assert trailers.get("grpc-retry-pushback-ms") == "1000"
+    assert not await _run_exists(database_url, "sigterm", "1")
     assert ended == grpc.StatusCode.UNAVAILABLE
     assert exit_code == 0
     assert took < GRACE + 3
+
+
+async def _run_exists(database_url: str, task_key: str, dynamic_key: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as conn:
+        cursor = await conn.execute(
+            "SELECT 1 FROM task_run WHERE task_key = %s AND dynamic_key = %s",
+            (task_key, dynamic_key),
+        )
+        return await cursor.fetchone() is not None

@@ -7,7 +7,7 @@ import re
 import grpc
 import pytest
 
-from taskrun_client import AsyncTaskRunClient, ClientConfig, TaskRunError
+from taskrun_client import AsyncTaskRunClient, ClientConfig, RetryPolicy, TaskRunError
 from taskrun_server.security.transport import InsecureConfiguration, choose_transport
 from tests.security.conftest import Pki, StartServer
 
@@ -18,6 +18,8 @@ def tls_config(port: int, pki: Pki, **extra: object) -> ClientConfig:
         tls=True,
         root_certificates=pki.ca_pem,
         timeout=3,
+        wait_for_ready=False,  # these tests are about the handshake's verdict, at once
+        retry=RetryPolicy(max_attempts=1),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -34,7 +36,12 @@ async def test_a_tls_client_that_trusts_the_ca_is_served(start: StartServer, pki
 
 async def test_a_plaintext_client_cannot_talk_to_a_tls_server(start: StartServer, pki: Pki) -> None:
     server = await start(tls_cert_file=pki.cert_file, tls_key_file=pki.key_file)
-    plain = ClientConfig(target=f"127.0.0.1:{server.port}", timeout=2)
+    plain = ClientConfig(
+        target=f"127.0.0.1:{server.port}",
+        timeout=2,
+        wait_for_ready=False,
+        retry=RetryPolicy(max_attempts=1),  # the transport's verdict, not a retry's deadline
+    )
     with pytest.raises(TaskRunError) as caught:
         await count(plain)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE

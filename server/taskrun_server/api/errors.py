@@ -36,6 +36,8 @@ from taskrun_server.handler_wrapping import (
 
 logger = logging.getLogger(__name__)
 
+RETRY_PUSHBACK = (("grpc-retry-pushback-ms", "1000"),)
+
 _CODES: dict[type[TaskRunServiceError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -143,7 +145,9 @@ async def _abort_unless_ended(
         logger.debug("call ended before its error could be sent: %s", error)
         return
     code, message = status_for(error)
-    await context.abort(code, message)
+    # A lost database: tell gRPC's retry policy to come back in a second rather than at once.
+    trailers = RETRY_PUSHBACK if code is grpc.StatusCode.UNAVAILABLE else ()
+    await context.abort(code, message, trailing_metadata=trailers)
 
 
 def _wrap_bidi(behaviour: BidiBehaviour) -> BidiBehaviour:
