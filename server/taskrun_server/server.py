@@ -24,6 +24,7 @@ from taskrun.v1 import (
     task_run_service_pb2,
     task_run_service_pb2_grpc,
 )
+from taskrun_server.api.admission import Admission
 from taskrun_server.api.auth_interceptor import TokenAuthInterceptor
 from taskrun_server.api.concurrency_limit_servicer import ConcurrencyLimitServicer
 from taskrun_server.api.errors import ErrorStatusInterceptor
@@ -36,7 +37,6 @@ from taskrun_server.api.resource_servicers import (
     FlowServicer,
     LogServicer,
 )
-from taskrun_server.api.shutdown_gate import ShutdownGate
 from taskrun_server.api.task_run_servicer import TaskRunServicer
 from taskrun_server.database.engine import create_engine
 from taskrun_server.database.notifications import NotificationListener
@@ -80,7 +80,7 @@ class RunningServer:
     listener: NotificationListener
     delivery: DeliveryService
     reaper: Reaper
-    gate: ShutdownGate
+    admission: Admission
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
     health_reporter: DatabaseHealthReporter
@@ -94,10 +94,10 @@ class RunningServer:
         let in-flight unary calls finish within `grace`, then close the listener and the pool."""
         await self.health_reporter.stop()
         await self.health.enter_graceful_shutdown()
-        self.gate.close()
+        self.admission.close()
         self.delivery.shut_down()
         started = asyncio.get_running_loop().time()
-        await self.gate.drained(grace if grace is not None else 10.0)
+        await self.admission.drained(grace if grace is not None else 10.0)
         elapsed = asyncio.get_running_loop().time() - started
         await self.server.stop(max((grace or 0.0) - elapsed, 0.5))
         await self.reaper.stop()
@@ -123,10 +123,12 @@ async def start_server(
     engine = create_engine(database_url, settings)
     metrics = ServerMetrics()
     # The first is outermost: observability sees every status, refusals included.
-    gate = ShutdownGate()
+    admission = Admission(
+        max_calls=settings.max_concurrent_calls, max_streams=settings.max_concurrent_streams
+    )
     interceptors: list[grpc.aio.ServerInterceptor] = [
         RpcObservabilityInterceptor(metrics, access_log_enabled=settings.access_log),
-        gate,
+        admission,
     ]
     if tokens:
         interceptors.append(TokenAuthInterceptor(tokens))
@@ -213,7 +215,7 @@ async def start_server(
         listener=listener,
         delivery=delivery,
         reaper=reaper,
-        gate=gate,
+        admission=admission,
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,
         health_reporter=health_reporter,

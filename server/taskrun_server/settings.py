@@ -67,6 +67,19 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the database is probed; health is NOT_SERVING while it is down.",
     )
+    max_concurrent_calls: int = Field(
+        default=512,
+        ge=1,
+        description=(
+            "Unary calls one process runs at once; beyond, calls are refused RESOURCE_EXHAUSTED "
+            "with a retry delay (health checks are never refused)."
+        ),
+    )
+    max_concurrent_streams: int = Field(
+        default=2000,
+        ge=1,
+        description="Subscriber streams one process holds open; beyond, RESOURCE_EXHAUSTED.",
+    )
     grace_period_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight calls may finish on shutdown."
     )

@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from taskrun_server.api.admission import retry_trailers
 from taskrun_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -35,8 +37,6 @@ from taskrun_server.handler_wrapping import (
 )
 
 logger = logging.getLogger(__name__)
-
-RETRY_PUSHBACK = (("grpc-retry-pushback-ms", "1000"),)
 
 _CODES: dict[type[TaskRunServiceError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -145,8 +145,12 @@ async def _abort_unless_ended(
         logger.debug("call ended before its error could be sent: %s", error)
         return
     code, message = status_for(error)
-    # A lost database: tell gRPC's retry policy to come back in a second rather than at once.
-    trailers = RETRY_PUSHBACK if code is grpc.StatusCode.UNAVAILABLE else ()
+    # A lost database: tell clients (and gRPC's retry policy) to come back in a second.
+    trailers = (
+        retry_trailers(code, message, timedelta(seconds=1))
+        if code is grpc.StatusCode.UNAVAILABLE
+        else ()
+    )
     await context.abort(code, message, trailing_metadata=trailers)
 
 
