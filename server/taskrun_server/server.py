@@ -40,6 +40,7 @@ from taskrun_server.api.resource_servicers import (
 from taskrun_server.api.task_run_servicer import TaskRunServicer
 from taskrun_server.database.engine import create_engine
 from taskrun_server.database.notifications import NotificationListener
+from taskrun_server.domain.limits import MAX_REQUEST_BYTES
 from taskrun_server.observability.metrics import MetricsEndpoint, ServerMetrics
 from taskrun_server.observability.rpc_interceptor import RpcObservabilityInterceptor
 from taskrun_server.orchestration.context import OrchestrationSettings
@@ -57,7 +58,8 @@ from taskrun_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_SEND_BYTES = 8 * 1024 * 1024
+"""Answers are budgeted to stay under 4 MiB (api/answer_budget.py); this is a backstop."""
 
 SERVICE_NAMES = (
     task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"].full_name,
@@ -136,8 +138,8 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            ("grpc.max_send_message_length", MAX_SEND_BYTES),
         ],
     )
     task_runs = TaskRunService(engine)

@@ -25,6 +25,30 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _TaskRunView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskRunViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskRunView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_RUN_VIEW_UNSPECIFIED: _TaskRunView.ValueType  # 0
+    """The default: BASIC."""
+    TASK_RUN_VIEW_BASIC: _TaskRunView.ValueType  # 1
+    """Every field but the bulky ones: the current state's data and the run's parameters."""
+    TASK_RUN_VIEW_FULL: _TaskRunView.ValueType  # 2
+    """Every field."""
+
+class TaskRunView(_TaskRunView, metaclass=_TaskRunViewEnumTypeWrapper):
+    """TaskRunView says how much of each run a list read returns."""
+
+TASK_RUN_VIEW_UNSPECIFIED: TaskRunView.ValueType  # 0
+"""The default: BASIC."""
+TASK_RUN_VIEW_BASIC: TaskRunView.ValueType  # 1
+"""Every field but the bulky ones: the current state's data and the run's parameters."""
+TASK_RUN_VIEW_FULL: TaskRunView.ValueType  # 2
+"""Every field."""
+Global___TaskRunView: _TypeAlias = TaskRunView  # noqa: Y015
+
 class _SetStateStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -268,10 +292,13 @@ class ReadTaskRunsRequest(_message.Message):
     FLOW_RUNS_FIELD_NUMBER: _builtins.int
     TASK_RUNS_FIELD_NUMBER: _builtins.int
     DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     sort: _filters_pb2.TaskRunSort.ValueType
     limit: _builtins.int
     """Default and maximum 200."""
     offset: _builtins.int
+    view: Global___TaskRunView.ValueType
+    """How much of each run to return. Unset: BASIC."""
     @_builtins.property
     def flows(self) -> _filters_pb2.FlowFilter: ...
     @_builtins.property
@@ -290,10 +317,11 @@ class ReadTaskRunsRequest(_message.Message):
         flow_runs: _filters_pb2.FlowRunFilter | None = ...,
         task_runs: _filters_pb2.TaskRunFilter | None = ...,
         deployments: _filters_pb2.DeploymentFilter | None = ...,
+        view: Global___TaskRunView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "task_runs", b"task_runs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "offset", b"offset", "sort", b"sort", "task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "offset", b"offset", "sort", b"sort", "task_runs", b"task_runs", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -308,16 +336,22 @@ class ReadTaskRunsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_RUNS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when the answer was cut short to stay under 4 MiB: fewer runs than `limit` came back
+    although more match. Read on with `offset` plus the number returned.
+    """
     @_builtins.property
     def task_runs(self) -> _containers.RepeatedCompositeFieldContainer[_task_run_pb2.TaskRun]: ...
     def __init__(
         self,
         *,
         task_runs: _abc.Iterable[_task_run_pb2.TaskRun] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_runs", b"task_runs", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -336,11 +370,14 @@ class PaginateTaskRunsRequest(_message.Message):
     FLOW_RUNS_FIELD_NUMBER: _builtins.int
     TASK_RUNS_FIELD_NUMBER: _builtins.int
     DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     sort: _filters_pb2.TaskRunSort.ValueType
     limit: _builtins.int
     """Page size. Default and maximum 200."""
     page: _builtins.int
     """One-based page number. Zero means the first page."""
+    view: Global___TaskRunView.ValueType
+    """How much of each run to return. Unset: BASIC."""
     @_builtins.property
     def flows(self) -> _filters_pb2.FlowFilter: ...
     @_builtins.property
@@ -359,10 +396,11 @@ class PaginateTaskRunsRequest(_message.Message):
         flow_runs: _filters_pb2.FlowRunFilter | None = ...,
         task_runs: _filters_pb2.TaskRunFilter | None = ...,
         deployments: _filters_pb2.DeploymentFilter | None = ...,
+        view: Global___TaskRunView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "task_runs", b"task_runs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "page", b"page", "sort", b"sort", "task_runs", b"task_runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "deployments", b"deployments", "flow_runs", b"flow_runs", "flows", b"flows", "limit", b"limit", "page", b"page", "sort", b"sort", "task_runs", b"task_runs", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
@@ -381,10 +419,13 @@ class PaginateTaskRunsResponse(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     PAGES_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     limit: _builtins.int
     pages: _builtins.int
     page: _builtins.int
+    truncated: _builtins.bool
+    """True when the page was cut short to stay under 4 MiB (ReadTaskRuns reads the rest)."""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[_task_run_pb2.TaskRun]: ...
     def __init__(
@@ -395,10 +436,11 @@ class PaginateTaskRunsResponse(_message.Message):
         limit: _builtins.int = ...,
         pages: _builtins.int = ...,
         page: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "limit", b"limit", "page", b"page", "pages", b"pages", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "limit", b"limit", "page", b"page", "pages", b"pages", "results", b"results", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -730,15 +772,19 @@ class ReadTaskRunStatesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_RUN_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     task_run_id: _builtins.str
+    offset: _builtins.int
+    """How many of the oldest states to skip."""
     def __init__(
         self,
         *,
         task_run_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_run_id", b"task_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "task_run_id", b"task_run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -751,16 +797,22 @@ class ReadTaskRunStatesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when the answer was cut short to stay under 4 MiB: read on with `offset` plus the
+    number of states returned.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[_state_pb2.State]: ...
     def __init__(
         self,
         *,
         states: _abc.Iterable[_state_pb2.State] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -892,7 +944,9 @@ class SetTaskRunStateResponse(_message.Message):
     def details(self) -> Global___OrchestrationDetails: ...
     @_builtins.property
     def task_run(self) -> _task_run_pb2.TaskRun:
-        """The task run after the call."""
+        """The task run after the call, without its `state`: that is the `state` above (whatever the
+        status, it is the run's current state), so the answer never carries a payload twice.
+        """
 
     def __init__(
         self,

@@ -26,9 +26,12 @@ from taskrun_server.domain.limits import (
     MAX_HEARTBEAT_LEASES,
     MAX_KEY_BYTES,
     MAX_LABELS,
+    MAX_LABELS_BYTES,
     MAX_NAME_BYTES,
     MAX_PARAMETERS_BYTES,
     MAX_RETRY_JITTER_FACTOR,
+    MAX_STATE_DATA_BYTES,
+    MAX_TASK_INPUTS_BYTES,
     MAX_TIMEOUT_SECONDS,
     check_json,
     check_required_text,
@@ -208,6 +211,7 @@ def parse_state_details(msg: state_pb2.StateDetails, path: str) -> StateDetails:
 
 def parse_state_create(msg: state_pb2.StateCreate, path: str) -> StateCreate:
     data_path = f"{path}.data"
+    _check_size(msg.data.ByteSize(), MAX_STATE_DATA_BYTES, data_path)
     data = (
         check_json(value_to_python(msg.data, data_path), data_path)
         if msg.HasField("data")
@@ -266,14 +270,15 @@ def _parse_seconds(value: float, field: str) -> float:
     return seconds
 
 
+def _check_size(size: int, limit: int, field: str) -> None:
+    if size > limit:
+        raise InvalidArgument(f"is {size} bytes encoded; the limit is {limit}", field)
+
+
 def _parse_parameters(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, object] | None:
     if not msg.HasField("parameters"):
         return None
-    size = msg.parameters.ByteSize()
-    if size > MAX_PARAMETERS_BYTES:
-        raise InvalidArgument(
-            f"is {size} bytes encoded; the limit is {MAX_PARAMETERS_BYTES}", "parameters"
-        )
+    _check_size(msg.parameters.ByteSize(), MAX_PARAMETERS_BYTES, "parameters")
     parameters: dict[str, object] = check_json(
         struct_to_python(msg.parameters, "parameters"), "parameters"
     )
@@ -295,6 +300,8 @@ def _parse_input(msg: task_run_pb2.TaskRunInput, path: str) -> TaskRunInput:
 
 
 def _parse_task_inputs(inputs: Mapping[str, task_run_pb2.TaskRunInputs], path: str) -> TaskInputs:
+    size = sum(len(name.encode()) + group.ByteSize() for name, group in inputs.items())
+    _check_size(size, MAX_TASK_INPUTS_BYTES, path)
     parsed: TaskInputs = {}
     for name, group in inputs.items():
         item_path = f"{path}[{name[:32]!r}]"
@@ -306,6 +313,7 @@ def _parse_task_inputs(inputs: Mapping[str, task_run_pb2.TaskRunInputs], path: s
 
 
 def _parse_labels(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, object]:
+    _check_size(msg.labels.ByteSize(), MAX_LABELS_BYTES, "labels")
     if len(msg.labels.fields) > MAX_LABELS:
         raise InvalidArgument(
             f"has {len(msg.labels.fields)} keys; the limit is {MAX_LABELS}", "labels"
@@ -354,11 +362,13 @@ def transition_to_proto(
     details = task_run_service_pb2.OrchestrationDetails(reason=transition.reason or "")
     if transition.delay is not None:
         details.delay.CopyFrom(duration_to_proto(transition.delay))
+    run = task_run_to_proto(transition.run, now)
+    run.ClearField("state")  # the answer's `state` is the run's current state: never twice
     return task_run_service_pb2.SetTaskRunStateResponse(
         status=_STATUS_TO_PROTO[transition.status],
         state=state_to_proto(transition.state) if transition.state is not None else None,
         details=details,
-        task_run=task_run_to_proto(transition.run, now),
+        task_run=run,
         lease_id=_id(transition.lease_id),
     )
 

@@ -9,6 +9,7 @@ import grpc
 
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun.v1 import task_run_service_pb2_grpc as pb_grpc
+from taskrun_server.api.answer_budget import within_budget
 from taskrun_server.api.filter_codec import (
     parse_limit,
     parse_offset,
@@ -80,9 +81,11 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             sort=parse_sort(request.sort),
             limit=parse_limit(request.HasField("limit"), request.limit),
             offset=parse_offset(request.offset),
+            bulky=_wants_everything(request.view),
         )
         now = utcnow()
-        return pb.ReadTaskRunsResponse(task_runs=[task_run_to_proto(r, now) for r in runs])
+        fitting, truncated = within_budget(task_run_to_proto(r, now) for r in runs)
+        return pb.ReadTaskRunsResponse(task_runs=fitting, truncated=truncated)
 
     async def PaginateTaskRuns(
         self, request: pb.PaginateTaskRunsRequest, context: Context
@@ -92,14 +95,17 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             sort=parse_sort(request.sort),
             limit=parse_limit(request.HasField("limit"), request.limit),
             page=parse_page(request.page),
+            bulky=_wants_everything(request.view),
         )
         now = utcnow()
+        fitting, truncated = within_budget(task_run_to_proto(r, now) for r in page.results)
         return pb.PaginateTaskRunsResponse(
-            results=[task_run_to_proto(r, now) for r in page.results],
+            results=fitting,
             count=page.count,
             limit=page.limit,
             pages=page.pages,
             page=page.page,
+            truncated=truncated,
         )
 
     async def CountTaskRuns(
@@ -158,8 +164,14 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     async def ReadTaskRunStates(
         self, request: pb.ReadTaskRunStatesRequest, context: Context
     ) -> pb.ReadTaskRunStatesResponse:
-        states = await self._service.read_states(parse_id(request.task_run_id, "task_run_id"))
-        return pb.ReadTaskRunStatesResponse(states=[state_to_proto(s) for s in states])
+        states = await self._service.read_states(
+            parse_id(request.task_run_id, "task_run_id"),
+            offset=parse_offset(request.offset),
+            limit=MAX_STATES_PER_READ + 1,
+        )
+        fitting, truncated = within_budget(state_to_proto(s) for s in states[:MAX_STATES_PER_READ])
+        truncated = truncated or len(states) > MAX_STATES_PER_READ
+        return pb.ReadTaskRunStatesResponse(states=fitting, truncated=truncated)
 
     async def DeleteTaskRunState(
         self, request: pb.DeleteTaskRunStateRequest, context: Context
@@ -205,9 +217,17 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             )
 
 
+MAX_STATES_PER_READ = 1000
+"""States in one ReadTaskRunStates answer; `truncated` and `offset` reach the rest."""
 DEFAULT_PREFETCH = 10
 MAX_PREFETCH = 1000
 MAX_SUBSCRIBED_KEYS = 100
+
+
+def _wants_everything(view: pb.TaskRunView.ValueType) -> bool:
+    """FULL includes the bulky fields; BASIC and unset leave them out. Unknown views (from a
+    newer client) are read as the default."""
+    return view == pb.TASK_RUN_VIEW_FULL
 
 
 def _parse_task_keys(values: Iterable[str]) -> list[str]:

@@ -26,6 +26,13 @@ MAX_JSON_DEPTH = 32
 MAX_LOGS_PER_CALL = 1_000
 MAX_PARAMETERS_BYTES = 512 * 1024
 """A run's parameters, as encoded on the wire: stored once, sent with every delivery."""
+MAX_STATE_DATA_BYTES = 1024 * 1024
+"""A state's data, encoded. With the other per-field limits, any one run or state answer stays
+well under the 4 MiB a gRPC client accepts by default."""
+MAX_LABELS_BYTES = 64 * 1024
+MAX_TASK_INPUTS_BYTES = 256 * 1024
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""The largest request the server reads: nothing it accepts needs more."""
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
 """Heartbeat and execution timeouts, and retry delays: a year, so that deadlines stay
 ordinary dates."""

@@ -32,6 +32,7 @@ def state_values(state: State) -> dict[str, Any]:
 
 
 def state_from_row(row: RowMapping, prefix: str = "") -> State:
+    """A state; its data is None when the query left the column out."""
     return State(
         id=row[f"{prefix}id"],
         task_run_id=row[f"{prefix}task_run_id"],
@@ -40,7 +41,7 @@ def state_from_row(row: RowMapping, prefix: str = "") -> State:
         timestamp=row[f"{prefix}timestamp"],
         message=row[f"{prefix}message"],
         state_details=StateDetails.from_json(row[f"{prefix}state_details"]),
-        data=row[f"{prefix}data"],
+        data=row.get(f"{prefix}data"),
     )
 
 

@@ -19,12 +19,16 @@ async def read_state(conn: AsyncConnection, state_id: uuid.UUID) -> State | None
     return state_from_row(row) if row is not None else None
 
 
-async def read_states(conn: AsyncConnection, task_run_id: uuid.UUID) -> list[State]:
+async def read_states(
+    conn: AsyncConnection, task_run_id: uuid.UUID, *, offset: int = 0, limit: int | None = None
+) -> list[State]:
     """A run's states, oldest first (id breaks timestamp ties, and ids are time-ordered)."""
     stmt = (
         select(task_run_state)
         .where(task_run_state.c.task_run_id == task_run_id)
         .order_by(task_run_state.c.timestamp, task_run_state.c.id)
+        .offset(offset)
+        .limit(limit)
     )
     return [state_from_row(row) for row in (await conn.execute(stmt)).mappings()]
 

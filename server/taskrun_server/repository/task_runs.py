@@ -16,6 +16,7 @@ from taskrun_server.domain.task_runs import TaskRun
 from taskrun_server.repository.filters import task_run_order_by, task_run_where
 from taskrun_server.repository.rows import (
     RUN_COLUMNS,
+    STATE_PREFIX,
     state_columns_labelled,
     state_from_row,
     state_values,
@@ -29,15 +30,16 @@ IDEMPOTENCY_KEY = ["flow_run_id", "task_key", "dynamic_key"]
 _WITH_STATE = task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)
 _SELECT_TASK_RUNS = select(task_run, *state_columns_labelled).select_from(_WITH_STATE)
 _SELECT_TASK_RUN_SUMMARIES = select(
-    *[c for c in task_run.c if c.name != "parameters"], *state_columns_labelled
+    *[c for c in task_run.c if c.name != "parameters"],
+    *[c for c in state_columns_labelled if c.name != f"{STATE_PREFIX}data"],
 ).select_from(_WITH_STATE)
 
 
-def select_task_runs(*, with_parameters: bool = True) -> Select[tuple[object, ...]]:
+def select_task_runs(*, bulky: bool = True) -> Select[tuple[object, ...]]:
     """task_run columns plus its current state's, prefixed. Built once; callers add clauses
-    (generatively, so the shared base is never modified). List reads leave the parameters out,
-    so that a page of runs stays small whatever the runs carry."""
-    return _SELECT_TASK_RUNS if with_parameters else _SELECT_TASK_RUN_SUMMARIES
+    (generatively, so the shared base is never modified). Without `bulky`, the parameters and
+    the state's data are left out: what a list read returns unless asked for everything."""
+    return _SELECT_TASK_RUNS if bulky else _SELECT_TASK_RUN_SUMMARIES
 
 
 def _build_insert_run_with_state() -> Select[int]:
@@ -196,9 +198,10 @@ async def read_task_runs(
     sort: TaskRunSort,
     limit: int,
     offset: int,
+    bulky: bool = False,
 ) -> list[TaskRun]:
     stmt = (
-        select_task_runs(with_parameters=False)
+        select_task_runs(bulky=bulky)
         .where(*task_run_where(query))
         .order_by(*task_run_order_by(sort))
         .limit(limit)

@@ -88,15 +88,16 @@ class TaskRunService:
         return run
 
     async def read_many(
-        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, offset: int
+        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, offset: int, bulky: bool
     ) -> list[TaskRun]:
+        """Matching runs; without `bulky`, their parameters and state data left out."""
         async with self._autocommit.connect() as conn:
             return await runs_repo.read_task_runs(
-                conn, query, sort=sort, limit=limit, offset=offset
+                conn, query, sort=sort, limit=limit, offset=offset, bulky=bulky
             )
 
     async def paginate(
-        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, page: int
+        self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, page: int, bulky: bool
     ) -> Page:
         """One page and the total, read from one snapshot so that they agree."""
         async with self._engine.connect() as conn:
@@ -104,7 +105,7 @@ class TaskRunService:
             async with conn.begin():
                 count = await runs_repo.count_task_runs(conn, query)
                 results = await runs_repo.read_task_runs(
-                    conn, query, sort=sort, limit=limit, offset=(page - 1) * limit
+                    conn, query, sort=sort, limit=limit, offset=(page - 1) * limit, bulky=bulky
                 )
         pages = math.ceil(count / limit) if limit else 0
         return Page(results=results, count=count, limit=limit, pages=pages, page=page)
@@ -147,12 +148,14 @@ class TaskRunService:
             raise NotFound(f"task run state {state_id} does not exist", "state_id")
         return state
 
-    async def read_states(self, task_run_id: uuid.UUID) -> list[State]:
+    async def read_states(
+        self, task_run_id: uuid.UUID, *, offset: int = 0, limit: int | None = None
+    ) -> list[State]:
         """A run's history; NOT_FOUND for an unknown run rather than an empty list."""
         async with self._autocommit.connect() as conn:
             if not await runs_repo.task_run_exists(conn, task_run_id):
                 raise _run_not_found(task_run_id)
-            return await states_repo.read_states(conn, task_run_id)
+            return await states_repo.read_states(conn, task_run_id, offset=offset, limit=limit)
 
     async def delete_state(self, state_id: uuid.UUID) -> None:
         """Delete a past state. The current one is refused: the run would point at nothing."""
