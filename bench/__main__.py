@@ -23,6 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bench.dataset import load_task_runs
 from bench.delivery import bench_delivery
 from bench.measure import Row, percentile
+from bench.overload import bench_health_under_maximal_requests
 from bench.server_process import bench_server
 from bench.workers import bench_end_to_end, bench_idle_subscribers, bench_kill_to_redelivery
 from devtools.scratch_database import libpq_url
@@ -107,7 +108,8 @@ def ts(value: datetime) -> Timestamp:
 async def bench_workers(
     stub: Any, target: str, create: Callable[[int], Awaitable[object]]
 ) -> list[Row]:
-    """Work handed to real worker processes, and unary latency beside idle streams."""
+    """Work handed to real worker processes; unary latency beside idle streams; health beside
+    maximal requests."""
     rows: list[Row] = []
     for processes in (1, 4):
         rows += await bench_end_to_end(stub, target, processes, tasks=2000)
@@ -118,6 +120,7 @@ async def bench_workers(
 
     rows.append(await creates("CreateTaskRun c=1, no idle streams"))
     rows.append(await bench_idle_subscribers(target, creates))
+    rows.append(await bench_health_under_maximal_requests(stub, target))
     return rows
 
 

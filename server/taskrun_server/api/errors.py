@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from taskrun_server.api.admission import retry_trailers
+from taskrun_server.api.offload import OFFLOAD_BYTES, off_the_loop_if
 from taskrun_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -84,6 +85,15 @@ class MalformedRequest:
         return f"request: not a valid {self.message_type} (corrupt protobuf wire format)"
 
 
+@dataclass(frozen=True, slots=True)
+class LargeRequest:
+    """A request too large to parse on the event loop: parsed on the heavy-work thread just
+    before its handler runs (grpc would parse it on the loop, holding up every other call)."""
+
+    payload: bytes
+    parse: Callable[[bytes], Any]
+
+
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
@@ -96,7 +106,16 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
             name = owner.DESCRIPTOR.full_name if owner is not None else "request"
             return MalformedRequest(name, too_deep="MaxDepth" in str(error))
 
-    return parse
+    def parse_later_if_large(payload: bytes) -> Any:
+        return LargeRequest(payload, parse) if len(payload) > OFFLOAD_BYTES else parse(payload)
+
+    return parse_later_if_large
+
+
+async def _parsed(request: Any) -> Any:
+    if isinstance(request, LargeRequest):
+        return await off_the_loop_if(True, request.parse, request.payload)
+    return request
 
 
 async def _refuse_malformed(
@@ -107,6 +126,7 @@ async def _refuse_malformed(
 
 def _wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        request = await _parsed(request)
         if isinstance(request, MalformedRequest):
             await _refuse_malformed(request, context)
         try:
@@ -123,6 +143,7 @@ def _wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
     async def wrapped(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        request = await _parsed(request)
         if isinstance(request, MalformedRequest):
             await _refuse_malformed(request, context)
         try:
@@ -162,7 +183,8 @@ def _wrap_bidi(behaviour: BidiBehaviour) -> BidiBehaviour:
         requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         async def parsed() -> AsyncIterator[Any]:
-            async for request in requests:
+            async for raw in requests:
+                request = await _parsed(raw)
                 if isinstance(request, MalformedRequest):
                     await _refuse_malformed(request, context)
                 yield request

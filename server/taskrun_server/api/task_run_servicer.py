@@ -17,6 +17,7 @@ from taskrun_server.api.filter_codec import (
     parse_query,
     parse_sort,
 )
+from taskrun_server.api.offload import OFFLOAD_BYTES, carries_json, off_the_loop_if
 from taskrun_server.api.task_run_codec import (
     delivery_to_proto,
     heartbeat_to_proto,
@@ -64,14 +65,22 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     async def CreateTaskRun(
         self, request: pb.CreateTaskRunRequest, context: Context
     ) -> pb.CreateTaskRunResponse:
-        run, created = await self._service.create(parse_create_request(request))
-        return pb.CreateTaskRunResponse(task_run=task_run_to_proto(run, utcnow()), created=created)
+        heavy = request.ByteSize() > OFFLOAD_BYTES
+        parsed = await off_the_loop_if(heavy, parse_create_request, request)
+        run, created = await self._service.create(parsed)
+        answer = await off_the_loop_if(heavy, task_run_to_proto, run, utcnow())
+        return pb.CreateTaskRunResponse(task_run=answer, created=created)
 
     async def ReadTaskRun(
         self, request: pb.ReadTaskRunRequest, context: Context
     ) -> pb.ReadTaskRunResponse:
         run = await self._service.read(parse_id(request.task_run_id, "task_run_id"))
-        return pb.ReadTaskRunResponse(task_run=task_run_to_proto(run, utcnow()))
+        heavy = carries_json(run.parameters) or (
+            run.state is not None and carries_json(run.state.data)
+        )
+        return pb.ReadTaskRunResponse(
+            task_run=await off_the_loop_if(heavy, task_run_to_proto, run, utcnow())
+        )
 
     async def ReadTaskRuns(
         self, request: pb.ReadTaskRunsRequest, context: Context
@@ -185,14 +194,16 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         task_run_id = parse_id(request.task_run_id, "task_run_id")
         if not request.HasField("state"):
             raise InvalidArgument("is required", "state")
-        proposed = parse_state_create(request.state, "state")
+        heavy = request.ByteSize() > OFFLOAD_BYTES
+        proposed = await off_the_loop_if(heavy, parse_state_create, request.state, "state")
         transition = await self._orchestration.set_state(
             task_run_id,
             proposed,
             force=request.force,
             lease_id=parse_optional_id(request.lease_id, "lease_id"),
         )
-        return transition_to_proto(transition, utcnow())
+        heavy = heavy or carries_json(transition.run.parameters)
+        return await off_the_loop_if(heavy, transition_to_proto, transition, utcnow())
 
     async def HeartbeatTaskRuns(
         self, request: pb.HeartbeatTaskRunsRequest, context: Context
