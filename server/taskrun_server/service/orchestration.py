@@ -110,6 +110,7 @@ class OrchestrationService:
             reaping = reap(run, now, self._leases, self._rng)
             if reaping is None:
                 return 0
+            before = run.state_type  # the transition updates `run` in place
             transition = await self._transition(
                 conn,
                 run,
@@ -121,7 +122,7 @@ class OrchestrationService:
         logger.info(
             "reaper: task run %s %s -> %s (%s)",
             task_run_id,
-            run.state_type,
+            before,
             transition.run.state_type,
             reaping.proposal.message,
         )
