@@ -144,6 +144,10 @@ async def _in_thread(
 def completed_or_failed(body: asyncio.Future[Any]) -> state_pb2.StateCreate:
     """COMPLETED with the result as data, or FAILED with the exception's type, message and
     traceback as data."""
+    if body.cancelled():  # the function cancelled itself (or a library did it for it)
+        return state_pb2.StateCreate(
+            type=state_pb2.STATE_TYPE_FAILED, message="The task was cancelled from within."
+        )
     error = body.exception()
     if error is not None:
         return failed(error)

@@ -283,3 +283,18 @@ async def test_records_logged_in_a_task_reach_the_log_service(
     await working(worker, lambda: worker.completed == 1)
     stored = await logs.ReadLogs(resources_pb2.ReadLogsRequest(task_run_id=run.id))
     assert [(log.name, log.message) for log in stored.logs] == [("tests.chatty", "step 1 done")]
+
+
+async def test_a_task_that_cancels_itself_fails_instead_of_hanging(
+    client: AsyncTaskRunClient, fresh_server: RunningServer
+) -> None:
+    run = (await client.create_task_run("self-cancel", "0", state=scheduled(now()))).task_run
+    worker = TaskWorker(config(fresh_server))
+
+    @worker.task("self-cancel")
+    async def gives_up() -> None:
+        raise asyncio.CancelledError
+
+    await working(worker, lambda: worker.failed == 1)
+    final = await client.read_task_run(run.id)
+    assert final.state_type == T.STATE_TYPE_FAILED
