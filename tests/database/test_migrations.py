@@ -8,6 +8,7 @@ from sqlalchemy.pool import NullPool
 
 from taskrun_server.database.engine import normalize_url
 from taskrun_server.database.migrate import alembic_config, upgrade_to_head
+from taskrun_server.database.tables import metadata
 
 
 def test_upgrading_an_upgraded_database_is_a_no_op(database_url: str) -> None:
@@ -37,3 +38,38 @@ def test_idempotency_key_treats_missing_flow_runs_as_equal(database_url: str) ->
         "ix_task_run__tags",
         "ix_task_run__end_time",
     } <= indexes
+
+
+def test_the_migrations_build_the_tables_the_code_declares(database_url: str) -> None:
+    """Every table in `tables.py` exists after the migrations with the same columns, the same
+    nullability and the same kind of type: the migrations, not the declarations, make the
+    schema, so the two must not drift apart."""
+    engine = create_engine(normalize_url(database_url), poolclass=NullPool)
+    drift: list[str] = []
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        for table in metadata.sorted_tables:
+            migrated = {c["name"]: c for c in inspector.get_columns(table.name)}
+            declared = {c.name for c in table.columns}
+            drift += [f"{table.name}.{name}: not declared" for name in set(migrated) - declared]
+            drift += [f"{table.name}.{name}: not migrated" for name in declared - set(migrated)]
+            for column in table.columns:
+                found = migrated.get(column.name)
+                if found is None:
+                    continue
+                where = f"{table.name}.{column.name}"
+                if found["nullable"] != column.nullable:
+                    drift.append(f"{where}: nullable {found['nullable']} in the database")
+                if _kind(found["type"]) != _kind(column.type):
+                    drift.append(f"{where}: {found['type']} in the database")
+    engine.dispose()
+    assert drift == []
+
+
+def _kind(column_type: object) -> str:
+    """A type's family, as both sides can name it (VARCHAR and TEXT are both text)."""
+    name = type(column_type).__name__.upper()
+    for family in ("UUID", "JSONB", "ARRAY", "TIMESTAMP", "DATETIME", "INTERVAL", "ENUM", "INT"):
+        if family in name:
+            return {"DATETIME": "TIMESTAMP"}.get(family, family)
+    return {"TEXT": "TEXT", "VARCHAR": "TEXT", "STRING": "TEXT"}.get(name, name)

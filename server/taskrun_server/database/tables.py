@@ -48,7 +48,9 @@ deployment = Table(
     Column("created", Timestamp, nullable=False),
     Column("updated", Timestamp, nullable=False),
     Column("name", Text, nullable=False),
-    Column("flow_id", UUID(as_uuid=True), ForeignKey("flow.id", ondelete="CASCADE")),
+    Column(
+        "flow_id", UUID(as_uuid=True), ForeignKey("flow.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("tags", Tags, nullable=False, server_default=text("'{}'")),
 )
 
@@ -59,7 +61,9 @@ flow_run = Table(
     Column("created", Timestamp, nullable=False),
     Column("updated", Timestamp, nullable=False),
     Column("name", Text, nullable=False),
-    Column("flow_id", UUID(as_uuid=True), ForeignKey("flow.id", ondelete="CASCADE")),
+    Column(
+        "flow_id", UUID(as_uuid=True), ForeignKey("flow.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("deployment_id", UUID(as_uuid=True), ForeignKey("deployment.id", ondelete="SET NULL")),
     Column("parent_task_run_id", UUID(as_uuid=True)),
     Column("tags", Tags, nullable=False, server_default=text("'{}'")),
