@@ -9,8 +9,8 @@
     worker.run()   # until SIGTERM or SIGINT
 
 A run's parameters are the function's keyword arguments; `current_task_run()` gives the run
-itself. For each delivery the worker proposes RUNNING (straight from SCHEDULED, marked
-`deferred`, as the reference's task worker does: its PENDING is never sent to the server), calls
+itself. For each delivery the worker proposes RUNNING (straight from SCHEDULED, as the
+reference's task worker does: its PENDING is never sent to the server), calls
 the function (sync functions on a thread each, async ones on the loop: `concurrency` bounds
 both alike), and
 proposes COMPLETED with the result as state data, or FAILED with the exception's type, message
@@ -229,10 +229,9 @@ class TaskWorker:
         """Propose RUNNING, then run the function. None: nothing to propose."""
         if held.stop_reason is not None:
             return _cancelled_before_start() if held.stop_reason == "cancelled" else None
-        running = state_pb2.StateCreate(
-            type=state_pb2.STATE_TYPE_RUNNING,
-            state_details=state_pb2.StateDetails(deferred=True),
-        )
+        # Not marked `deferred`: that selects the reference's background policy, which leaves
+        # tag concurrency limits to the client; this worker wants the server to enforce them.
+        running = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
         answer = await self._propose(client, held, running)
         if answer.status != ACCEPT:
             cancelling = answer.task_run.state_type == state_pb2.STATE_TYPE_CANCELLING

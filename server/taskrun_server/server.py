@@ -149,7 +149,6 @@ async def start_server(
         engine,
         OrchestrationSettings(
             concurrency_slot_wait_seconds=settings.concurrency_slot_wait_seconds,
-            paused_flow_wait_seconds=settings.paused_flow_wait_seconds,
         ),
         leases=lease_settings,
     )

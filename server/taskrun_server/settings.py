@@ -138,9 +138,6 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each server process looks for lapsed leases and timed-out runs.",
     )
-    paused_flow_wait_seconds: float = Field(
-        default=5.0, gt=0, description="WAIT delay for a task whose flow run is paused."
-    )
 
 
 @lru_cache(maxsize=1)

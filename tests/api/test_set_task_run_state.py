@@ -74,7 +74,10 @@ async def test_accepted_state_is_stored_and_becomes_current(task_runs: TaskRunSt
 
 async def test_abort_stores_nothing_and_answers_the_current_state(task_runs: TaskRunStub) -> None:
     run = await create_run(task_runs, state=state(T.STATE_TYPE_RUNNING))
-    answer = await propose(task_runs, run.id, state(T.STATE_TYPE_PENDING))
+    deferred = state_pb2.StateCreate(
+        type=T.STATE_TYPE_PENDING, state_details=state_pb2.StateDetails(deferred=True)
+    )
+    answer = await propose(task_runs, run.id, deferred)
     assert answer.status == ABORT
     assert "cannot transition to a PENDING state" in answer.details.reason
     assert answer.state.id == run.state_id
@@ -83,7 +86,7 @@ async def test_abort_stores_nothing_and_answers_the_current_state(task_runs: Tas
 
 async def test_wait_gives_the_remaining_delay_and_stores_nothing(task_runs: TaskRunStub) -> None:
     run = await create_run(task_runs, state=scheduled(now() + timedelta(seconds=60)))
-    answer = await propose(task_runs, run.id, state(T.STATE_TYPE_PENDING))
+    answer = await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
     assert answer.status == WAIT
     assert timedelta(seconds=55) < answer.details.delay.ToTimedelta() <= timedelta(seconds=60)
     assert answer.state.id == run.state_id
@@ -234,15 +237,17 @@ async def test_tasks_follow_their_flow_run(
     flow_run = await create_flow_run(flows, flow_runs)
     run = await create_run(task_runs, flow_run_id=flow_run.id)
     aborted = await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
-    assert aborted.status == ABORT and "flow run must be running" in aborted.details.reason
+    assert aborted.status == ABORT and "flow must be running" in aborted.details.reason
 
     await flow_runs.SetFlowRunState(
         resources_pb2.SetFlowRunStateRequest(
             flow_run_id=flow_run.id, state_type=T.STATE_TYPE_PAUSED
         )
     )
-    waiting = await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
-    assert waiting.status == WAIT and waiting.details.delay.ToTimedelta() > timedelta(0)
+    paused = await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
+    assert paused.status == REJECT
+    assert (paused.state.type, paused.state.name) == (T.STATE_TYPE_PAUSED, "NotReady")
+    assert paused.task_run.state_type == T.STATE_TYPE_PAUSED  # stored
 
     await flow_runs.SetFlowRunState(
         resources_pb2.SetFlowRunStateRequest(
@@ -406,3 +411,55 @@ async def test_a_slot_is_never_granted_twice(
     ).concurrency_limit
     accepted = {a.task_run.id for a in answers if a.status == ACCEPT}
     assert set(slots.active_slots) == accepted
+
+
+async def test_an_answer_that_stores_nothing_carries_the_run_as_stored(
+    task_runs: TaskRunStub, limits: LimitStub
+) -> None:
+    """Leaving a terminal state resets the run count, but here the tag's only slot is taken and
+    the answer is WAIT: nothing is stored, so the answer's run keeps its count (it said 0 while
+    the database kept 2)."""
+    await limits.CreateConcurrencyLimit(
+        limits_pb.CreateConcurrencyLimitRequest(tag="one", concurrency_limit=1)
+    )
+    holder = await create_run(task_runs, tags=["one"])
+    await propose(task_runs, holder.id, state(T.STATE_TYPE_RUNNING))
+    run = await create_run(task_runs, tags=["one"], state=state(T.STATE_TYPE_FAILED))
+    for kind in (T.STATE_TYPE_RUNNING, T.STATE_TYPE_FAILED, T.STATE_TYPE_RUNNING):
+        await propose(task_runs, run.id, state(kind), force=True)
+    await propose(task_runs, run.id, state(T.STATE_TYPE_FAILED), force=True)
+    waited = await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
+    stored = (await task_runs.ReadTaskRun(pb.ReadTaskRunRequest(task_run_id=run.id))).task_run
+    assert waited.status == WAIT
+    assert waited.task_run.run_count == stored.run_count == 2
+
+
+async def test_ending_without_having_run_sets_the_start_time(task_runs: TaskRunStub) -> None:
+    created = await create_run(task_runs, state=state(T.STATE_TYPE_COMPLETED))
+    assert created.HasField("start_time") and created.start_time == created.end_time
+    queued = await create_run(task_runs, state=scheduled(now() + timedelta(hours=1)))
+    cancelled = await propose(task_runs, queued.id, state(T.STATE_TYPE_CANCELLED))
+    assert cancelled.task_run.start_time == cancelled.state.timestamp
+
+
+async def test_a_false_flag_in_state_details_reads_back_false(task_runs: TaskRunStub) -> None:
+    run = await create_run(task_runs, state=state(T.STATE_TYPE_RUNNING))
+    proposal = state_pb2.StateCreate(
+        type=T.STATE_TYPE_FAILED, state_details=state_pb2.StateDetails(retriable=False)
+    )
+    answer = await propose(task_runs, run.id, proposal)
+    stored = (await history(task_runs, run.id))[-1]
+    assert answer.state.state_details.HasField("retriable")
+    assert stored.state_details.HasField("retriable") and not stored.state_details.retriable
+
+
+async def test_a_cache_key_past_the_key_limit_is_refused_by_name(task_runs: TaskRunStub) -> None:
+    run = await create_run(task_runs, state=state(T.STATE_TYPE_RUNNING))
+    proposal = state_pb2.StateCreate(
+        type=T.STATE_TYPE_COMPLETED, state_details=state_pb2.StateDetails(cache_key="k" * 2001)
+    )
+    await expect_status(
+        propose(task_runs, run.id, proposal),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "state.state_details.cache_key",
+    )

@@ -14,10 +14,14 @@ from taskrun_server.domain.states import State, StateCreate, StateDetails, State
 from taskrun_server.domain.task_runs import TaskRun, TaskRunPolicy
 from taskrun_server.orchestration.context import FlowRunFacts, SetStateStatus, TransitionContext
 from taskrun_server.orchestration.rules import (
+    BACKGROUND_TASK_POLICY,
+    CORE_TASK_POLICY,
     copy_scheduled_time,
+    copy_task_parameters_id,
     handle_terminal_state_transitions,
     insert_into_cache,
     orchestrate,
+    policy_for,
     prevent_duplicate_transitions,
     prevent_pending_transitions,
     prevent_running_tasks_from_stopped_flows,
@@ -94,7 +98,7 @@ def test_cache_hit_replaces_running_with_a_copy_of_the_completed_state() -> None
     retrieve_cached_state(ctx)
     assert ctx.status is SetStateStatus.REJECT
     assert ctx.proposed is not None and ctx.proposed.type is S.COMPLETED
-    assert ctx.proposed.data == {"value": 42}
+    assert ctx.proposed.data == {"value": 42} and ctx.proposed.name == "Cached"
 
 
 def test_refresh_cache_skips_retrieval() -> None:
@@ -166,6 +170,40 @@ def test_pending_allowed_after(initial: StateType | None) -> None:
     assert ctx.status is SetStateStatus.ACCEPT
 
 
+def test_a_renamed_pending_after_pending_is_a_sub_state_and_passes() -> None:
+    due = NOW - timedelta(minutes=5)
+    ctx = context(state(S.PENDING, scheduled_time=due), S.PENDING)
+    assert ctx.proposed is not None
+    ctx.proposed.name = "Submitting"
+    prevent_pending_transitions(ctx)
+    assert ctx.status is SetStateStatus.ACCEPT
+    assert ctx.proposed.state_details.scheduled_time == due
+    plain = context(S.PENDING, S.PENDING)
+    assert plain.proposed is not None
+    plain.proposed.name = "Pending"
+    prevent_pending_transitions(plain)
+    assert plain.status is SetStateStatus.ABORT
+
+
+def test_the_pending_guard_belongs_to_the_background_policy_only() -> None:
+    assert prevent_pending_transitions not in CORE_TASK_POLICY
+    assert prevent_pending_transitions in BACKGROUND_TASK_POLICY
+    deferred = StateCreate(type=S.PENDING, state_details=StateDetails(deferred=True))
+    assert policy_for(deferred, force=True) is BACKGROUND_TASK_POLICY
+    assert policy_for(StateCreate(type=S.PENDING), force=True) == ()
+    assert policy_for(StateCreate(type=S.PENDING), force=False) is CORE_TASK_POLICY
+    assert secure_concurrency_slots not in BACKGROUND_TASK_POLICY
+    assert prevent_running_tasks_from_stopped_flows not in BACKGROUND_TASK_POLICY
+
+
+def test_a_deferred_run_carries_its_parameters_id_into_running() -> None:
+    parameters = uuid.uuid4()
+    ctx = context(state(S.SCHEDULED, task_parameters_id=parameters), S.RUNNING)
+    copy_task_parameters_id(ctx)
+    assert ctx.proposed is not None
+    assert ctx.proposed.state_details.task_parameters_id == parameters
+
+
 # -- flow runs -----------------------------------------------------------------------------------
 
 
@@ -182,10 +220,20 @@ def test_task_cannot_start_in_a_flow_run_that_is_not_running() -> None:
     assert ctx.status is SetStateStatus.ABORT
 
 
-def test_task_waits_while_its_flow_run_is_paused() -> None:
+def test_a_task_starting_in_a_paused_flow_run_is_put_in_a_not_ready_pause() -> None:
     ctx = in_flow(S.PAUSED)
     prevent_running_tasks_from_stopped_flows(ctx)
-    assert ctx.status is SetStateStatus.WAIT and ctx.delay == timedelta(seconds=5)
+    assert ctx.status is SetStateStatus.REJECT and ctx.proposed is not None
+    assert (ctx.proposed.type, ctx.proposed.name) == (S.PAUSED, "NotReady")
+
+
+def test_rerunning_in_a_retrying_flow_run_is_named_retrying() -> None:
+    ctx = context(S.COMPLETED, S.RUNNING)
+    ctx.run.flow_run_id = uuid.uuid4()
+    ctx.run.flow_run_run_count = 1
+    ctx.flow_run = FlowRunFacts(state_type=S.RUNNING, run_count=2)
+    handle_terminal_state_transitions(ctx)
+    assert ctx.proposed is not None and ctx.proposed.name == "Retrying"
 
 
 def test_task_starts_in_a_running_flow_run_and_records_its_attempt() -> None:
@@ -245,16 +293,25 @@ def test_pending_copies_the_scheduled_time() -> None:
     assert ctx.proposed is not None and ctx.proposed.state_details.scheduled_time == due
 
 
-@pytest.mark.parametrize(
-    ("initial", "proposed"),
-    [(S.SCHEDULED, S.PENDING), (S.SCHEDULED, S.RUNNING), (S.PENDING, S.RUNNING)],
-)
-def test_leaving_early_waits_for_the_remaining_time(
-    initial: StateType, proposed: StateType
-) -> None:
-    ctx = context(state(initial, scheduled_time=NOW + timedelta(seconds=90)), proposed)
+@pytest.mark.parametrize("initial", [S.SCHEDULED, S.PENDING])
+def test_starting_early_waits_for_the_remaining_time(initial: StateType) -> None:
+    ctx = context(state(initial, scheduled_time=NOW + timedelta(seconds=90)), S.RUNNING)
     wait_for_scheduled_time(ctx)
     assert ctx.status is SetStateStatus.WAIT and ctx.delay == timedelta(seconds=90)
+
+
+def test_leaving_scheduled_early_for_pending_does_not_wait() -> None:
+    ctx = context(state(S.SCHEDULED, scheduled_time=NOW + timedelta(seconds=90)), S.PENDING)
+    wait_for_scheduled_time(ctx)
+    assert ctx.status is SetStateStatus.ACCEPT
+
+
+@pytest.mark.parametrize(("left", "waits"), [(0.4, None), (0.6, 1), (1.4, 1), (2.5, 2), (2.6, 3)])
+def test_the_wait_is_rounded_to_whole_seconds(left: float, waits: int | None) -> None:
+    """Whole seconds plus the fraction rounded half to even, as the reference computes it."""
+    ctx = context(state(S.SCHEDULED, scheduled_time=NOW + timedelta(seconds=left)), S.RUNNING)
+    wait_for_scheduled_time(ctx)
+    assert (ctx.delay.total_seconds() if ctx.delay is not None else None) == waits
 
 
 def test_leaving_on_time_or_for_cancellation_does_not_wait() -> None:
@@ -302,17 +359,21 @@ def test_a_non_retriable_failure_is_accepted() -> None:
     assert ctx.status is SetStateStatus.ACCEPT
 
 
-def test_reruns_are_renamed_retrying() -> None:
+def test_reruns_are_retrying_after_awaiting_retry_and_rerunning_otherwise() -> None:
+    awaiting = state(S.SCHEDULED)
+    awaiting.name = "AwaitingRetry"
+    retry = context(awaiting, S.RUNNING)
     rerun = context(S.SCHEDULED, S.RUNNING)
-    rerun.run.run_count = 1
     first = context(S.PENDING, S.RUNNING)
-    rename_reruns(rerun)
-    rename_reruns(first)
-    assert rerun.proposed is not None and rerun.proposed.name == "Retrying"
+    retry.run.run_count = rerun.run.run_count = 1
+    for ctx in (retry, rerun, first):
+        rename_reruns(ctx)
+    assert retry.proposed is not None and retry.proposed.name == "Retrying"
+    assert rerun.proposed is not None and rerun.proposed.name == "Rerunning"
     assert first.proposed is not None and first.proposed.name is None
 
 
 def test_rules_stop_after_the_first_answer_other_than_accept() -> None:
-    ctx = context(S.RUNNING, S.PENDING)
+    ctx = context(S.RUNNING, S.PENDING, deferred=True)
     orchestrate(ctx, (prevent_pending_transitions, insert_into_cache))
     assert ctx.status is SetStateStatus.ABORT and ctx.reason is not None

@@ -191,7 +191,7 @@ def parse_state_details(msg: state_pb2.StateDetails, path: str) -> StateDetails:
         task_run_id=parse_optional_id(msg.task_run_id, f"{path}.task_run_id"),
         child_flow_run_id=parse_optional_id(msg.child_flow_run_id, f"{path}.child_flow_run_id"),
         scheduled_time=parse_optional_timestamp(msg, "scheduled_time", f"{path}.scheduled_time"),
-        cache_key=check_text(msg.cache_key, f"{path}.cache_key") or None,
+        cache_key=check_text(msg.cache_key, f"{path}.cache_key", max_bytes=MAX_KEY_BYTES) or None,
         cache_expiration=parse_optional_timestamp(
             msg, "cache_expiration", f"{path}.cache_expiration"
         ),

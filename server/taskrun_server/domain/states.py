@@ -64,8 +64,8 @@ class StateDetails:
         out: dict[str, Any] = {}
         for name in _DETAIL_NAMES:  # not dataclasses.asdict: it deep-copies, and this is hot
             value = getattr(self, name)
-            if value is None or value is False:
-                continue
+            if value is None or (value is False and name in _PLAIN_FLAGS):
+                continue  # an optional flag set to false is kept: unset and false differ
             if isinstance(value, uuid.UUID):
                 out[name] = str(value)
             elif isinstance(value, datetime):
@@ -89,6 +89,8 @@ class StateDetails:
 
 
 _DETAIL_NAMES = tuple(f.name for f in fields(StateDetails))
+_PLAIN_FLAGS = frozenset(f.name for f in fields(StateDetails) if f.default is False)
+"""Flags that are false unless set: false is their absence."""
 _UUID_DETAILS = frozenset(
     {"flow_run_id", "task_run_id", "child_flow_run_id", "transition_id", "task_parameters_id"}
 )

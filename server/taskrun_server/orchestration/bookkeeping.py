@@ -65,7 +65,10 @@ def _set_run_count(run: TaskRun, state: State) -> None:
 
 
 def _set_start_time(run: TaskRun, state: State) -> None:
-    if state.type is StateType.RUNNING and run.start_time is None:
+    """The first RUNNING starts the run; so does ending it without having run (as the
+    reference does: a run created COMPLETED, or cancelled while scheduled, has a start)."""
+    starts = state.type is StateType.RUNNING or state.type.is_terminal
+    if starts and run.start_time is None:
         run.start_time = state.timestamp
 
 

@@ -38,7 +38,6 @@ class OrchestrationSettings:
     """Delays orchestration asks clients to wait, in seconds."""
 
     concurrency_slot_wait_seconds: float = 30.0
-    paused_flow_wait_seconds: float = 5.0
 
 
 @dataclass(slots=True, kw_only=True)

@@ -9,6 +9,7 @@ answer do not run. None of this touches gRPC or SQL.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -47,7 +48,7 @@ def retrieve_cached_state(ctx: TransitionContext) -> None:
     cached = ctx.cached_state
     copy = StateCreate(
         type=cached.type,
-        name=cached.name,
+        name="Cached",
         message=cached.message,
         state_details=dataclasses.replace(cached.state_details, transition_id=None),
         data=cached.data,
@@ -75,16 +76,28 @@ def handle_terminal_state_transitions(ctx: TransitionContext) -> None:
         return
     if not ctx.proposed.type.is_terminal:
         ctx.run.run_count = 0
+    flow_run = ctx.flow_run
+    flow_retrying = flow_run is not None and ctx.run.flow_run_run_count < flow_run.run_count
+    if ctx.proposed.type is RUNNING and flow_retrying:
+        ctx.proposed.name = "Retrying"
 
 
 def prevent_pending_transitions(ctx: TransitionContext) -> None:
-    """PENDING means "about to run": a run that is pending, running or cancelled cannot go back."""
-    if ctx.proposed_type is StateType.PENDING and ctx.initial_type in NO_PENDING_AFTER:
-        assert ctx.initial_type is not None
-        ctx.abort(
-            f"This run is in a {ctx.initial_type.value} state and cannot transition to a "
-            "PENDING state."
+    """PENDING means "about to run": a run that is pending, running or cancelled cannot go back
+    (so two workers cannot both submit it). A renamed PENDING after PENDING ("Submitting") is a
+    named sub-state and passes, keeping the scheduled time. Background policy only."""
+    if ctx.proposed_type is not StateType.PENDING or ctx.initial_type not in NO_PENDING_AFTER:
+        return
+    assert ctx.initial is not None and ctx.proposed is not None
+    name = ctx.proposed.name or StateType.PENDING.default_name
+    if ctx.initial.type is StateType.PENDING and name not in (ctx.initial.name, "Pending"):
+        ctx.proposed.state_details = dataclasses.replace(
+            ctx.proposed.state_details, scheduled_time=ctx.initial.state_details.scheduled_time
         )
+        return
+    ctx.abort(
+        f"This run is in a {ctx.initial.type.value} state and cannot transition to a PENDING state."
+    )
 
 
 def prevent_running_tasks_from_stopped_flows(ctx: TransitionContext) -> None:
@@ -93,12 +106,13 @@ def prevent_running_tasks_from_stopped_flows(ctx: TransitionContext) -> None:
     if ctx.proposed_type is not RUNNING or ctx.run.flow_run_id is None or ctx.flow_run is None:
         return
     if ctx.flow_run.state_type is StateType.PAUSED:
-        ctx.wait(
-            timedelta(seconds=ctx.settings.paused_flow_wait_seconds),
-            f"The flow run {ctx.run.flow_run_id} is paused; new tasks can run after it resumes.",
+        ctx.reject(
+            StateCreate(type=StateType.PAUSED, name="NotReady"),
+            "The flow is paused, new tasks can execute after resuming flow run: "
+            f"{ctx.run.flow_run_id}.",
         )
     elif ctx.flow_run.state_type is not RUNNING:
-        ctx.abort("The enclosing flow run must be running to begin task execution.")
+        ctx.abort("The enclosing flow must be running to begin task execution.")
 
 
 def secure_concurrency_slots(ctx: TransitionContext) -> None:
@@ -135,20 +149,37 @@ def copy_scheduled_time(ctx: TransitionContext) -> None:
         )
 
 
+def copy_task_parameters_id(ctx: TransitionContext) -> None:
+    """A deferred run keeps the reference to its parameters from SCHEDULED through PENDING to
+    RUNNING, unless the proposal names its own. Background policy only."""
+    if ctx.initial_type not in (StateType.SCHEDULED, StateType.PENDING):
+        return
+    if ctx.proposed_type not in (StateType.PENDING, RUNNING):
+        return
+    assert ctx.initial is not None and ctx.proposed is not None
+    if ctx.proposed.state_details.task_parameters_id is None:
+        ctx.proposed.state_details = dataclasses.replace(
+            ctx.proposed.state_details,
+            task_parameters_id=ctx.initial.state_details.task_parameters_id,
+        )
+
+
 def wait_for_scheduled_time(ctx: TransitionContext) -> None:
-    """Leaving SCHEDULED for PENDING or RUNNING, or PENDING for RUNNING, before the scheduled
-    time is answered WAIT with the time that remains."""
-    leaving_scheduled = ctx.initial_type is StateType.SCHEDULED and ctx.proposed_type in (
-        StateType.PENDING,
-        RUNNING,
-    )
-    starting = ctx.initial_type is StateType.PENDING and ctx.proposed_type is RUNNING
-    if not (leaving_scheduled or starting):
+    """Starting (RUNNING) from SCHEDULED or PENDING before the scheduled time is answered WAIT
+    with the whole seconds that remain, rounded as the reference does: under half a second
+    left is no wait at all. Leaving SCHEDULED for PENDING early is fine."""
+    if ctx.proposed_type is not RUNNING:
+        return
+    if ctx.initial_type not in (StateType.SCHEDULED, StateType.PENDING):
         return
     assert ctx.initial is not None
     scheduled = ctx.initial.state_details.scheduled_time
-    if scheduled is not None and scheduled > ctx.now:
-        ctx.wait(scheduled - ctx.now, "Scheduled time is in the future.")
+    if scheduled is None:
+        return
+    remaining = scheduled - ctx.now
+    seconds = math.floor(remaining.total_seconds()) + round(remaining.microseconds / 1e6)
+    if seconds > 0:
+        ctx.wait(timedelta(seconds=seconds), "Scheduled time is in the future")
 
 
 def retry_failed_tasks(ctx: TransitionContext) -> None:
@@ -173,10 +204,11 @@ def retry_failed_tasks(ctx: TransitionContext) -> None:
 
 
 def rename_reruns(ctx: TransitionContext) -> None:
-    """A run that has run before and starts again is "Retrying"."""
+    """A run that has run before and starts again is "Retrying" after an AwaitingRetry state,
+    and "Rerunning" after anything else."""
     if ctx.proposed_type is RUNNING and ctx.initial is not None and ctx.run.run_count > 0:
         assert ctx.proposed is not None
-        ctx.proposed.name = "Retrying"
+        ctx.proposed.name = "Retrying" if ctx.initial.name == "AwaitingRetry" else "Rerunning"
 
 
 def update_flow_run_tracker(ctx: TransitionContext) -> None:
@@ -195,7 +227,6 @@ CORE_TASK_POLICY: tuple[Rule, ...] = (
     prevent_duplicate_transitions,
     retrieve_cached_state,
     handle_terminal_state_transitions,
-    prevent_pending_transitions,
     prevent_running_tasks_from_stopped_flows,
     secure_concurrency_slots,
     copy_scheduled_time,
@@ -206,7 +237,32 @@ CORE_TASK_POLICY: tuple[Rule, ...] = (
     insert_into_cache,
 )
 """The reference's core task policy, in its order (cache retrieval before slots, so a cached
-run is answered even when its slots are full)."""
+run is answered even when its slots are full), after taskrun's duplicate-transition guard."""
+
+BACKGROUND_TASK_POLICY: tuple[Rule, ...] = (
+    prevent_duplicate_transitions,
+    prevent_pending_transitions,
+    retrieve_cached_state,
+    handle_terminal_state_transitions,
+    copy_scheduled_time,
+    copy_task_parameters_id,
+    wait_for_scheduled_time,
+    retry_failed_tasks,
+    rename_reruns,
+    update_flow_run_tracker,
+    insert_into_cache,
+)
+"""The reference's policy for deferred (background) runs, chosen by `state_details.deferred`
+on the proposal, `force` or not: the PENDING guard, parameters carried along, and neither
+tag concurrency nor the enclosing flow run's state checked."""
+
+
+def policy_for(proposed: StateCreate, force: bool) -> tuple[Rule, ...]:
+    """The rules a proposal goes through: background for deferred proposals (even forced, as in
+    the reference), none for other forced ones, the core policy otherwise."""
+    if proposed.state_details.deferred:
+        return BACKGROUND_TASK_POLICY
+    return () if force else CORE_TASK_POLICY
 
 
 def orchestrate(ctx: TransitionContext, rules: tuple[Rule, ...] = CORE_TASK_POLICY) -> None:

@@ -32,7 +32,12 @@ from taskrun_server.orchestration.context import (
     TransitionContext,
 )
 from taskrun_server.orchestration.leases import LeaseSettings, fence, lease_after, reap
-from taskrun_server.orchestration.rules import CORE_TASK_POLICY, orchestrate
+from taskrun_server.orchestration.rules import (
+    Rule,
+    orchestrate,
+    policy_for,
+    secure_concurrency_slots,
+)
 from taskrun_server.repository import concurrency_limits as limits_repo
 from taskrun_server.repository import flow_runs as flow_runs_repo
 from taskrun_server.repository import leases as leases_repo
@@ -142,6 +147,7 @@ class OrchestrationService:
         refusal = fence(run, caller_lease, proposed)
         if refusal is not None:
             return Transition(SetStateStatus.ABORT, run.state, refusal, None, run)
+        before = dataclasses.replace(run)  # what the answer carries if nothing is stored
         ctx = TransitionContext(
             run=run,
             initial=run.state,
@@ -150,10 +156,15 @@ class OrchestrationService:
             settings=self._settings,
             rng=self._rng,
         )
-        if not force:
-            await _load_facts(conn, ctx)
-            orchestrate(ctx, CORE_TASK_POLICY)
+        policy = policy_for(proposed, force)
+        if policy:
+            await _load_facts(conn, ctx, policy)
+            orchestrate(ctx, policy)
         stored, held = await _store_outcome(conn, ctx, caller_lease, self._leases)
+        if stored is None:
+            # A rule may have changed the working copy (a reset run count) before a later one
+            # answered WAIT, ABORT or REJECT: nothing was stored, so the run is as it was.
+            ctx.run = before
         if stored is None and run.lease is not None and run.lease.id == caller_lease:
             held = caller_lease  # nothing stored: the caller keeps what it had
         return Transition(
@@ -174,8 +185,11 @@ def _monotonic_now(run: TaskRun) -> datetime:
     return now
 
 
-async def _load_facts(conn: AsyncConnection, ctx: TransitionContext) -> None:
-    """Read what the rules may need, and nothing more: most proposals need no extra query."""
+async def _load_facts(
+    conn: AsyncConnection, ctx: TransitionContext, policy: tuple[Rule, ...]
+) -> None:
+    """Read what the policy's rules may need, and nothing more: most proposals need no extra
+    query. Only RUNNING proposals consult the flow run, the cache or the limits."""
     proposed = ctx.proposed
     if proposed is None or proposed.type is not StateType.RUNNING:
         return
@@ -189,7 +203,7 @@ async def _load_facts(conn: AsyncConnection, ctx: TransitionContext) -> None:
     details = proposed.state_details
     if details.cache_key and not details.refresh_cache:
         ctx.cached_state = await cache_repo.read_cached_state(conn, details.cache_key, ctx.now)
-    if run.tags:
+    if run.tags and secure_concurrency_slots in policy:
         ctx.limits = await limits_repo.lock_limits_for_tags(conn, run.tags)
 
 
