@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/taskrun/v1/*.proto)
 NODE_BIN := node_modules/.bin
 
-.PHONY: install node-deps run test bench scale-out protos protos-check lint typecheck buf-lint check clean
+.PHONY: install node-deps run test bench scale-out rolling-restart protos protos-check lint typecheck buf-lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: install
 ## 1, 2 and 3 replicas behind nginx grpc_pass (needs Debian's nginx-light).
 scale-out: install
 	$(BIN)/python -m bench.scale_out $(SCALE_ARGS)
+
+## Two replicas behind nginx restarted one after the other under load (needs nginx-light).
+rolling-restart: install
+	$(BIN)/python -m bench.rolling_restart
 
 lint: install
 	$(BIN)/ruff check .

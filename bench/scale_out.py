@@ -49,7 +49,21 @@ http {{
         listen 127.0.0.1:{port} http2;
         grpc_read_timeout 1h;
         grpc_send_timeout 1h;
+        # A replica that stopped: try the other (a cached connection it closed counts as sent,
+        # so non_idempotent is needed for nginx to move on; the client's calls are idempotent
+        # or fenced), and answer what still fails as gRPC UNAVAILABLE in trailers only, which
+        # gRPC's retry policy retries (an HTTP 502 it cannot).
+        grpc_next_upstream error timeout non_idempotent;
+        grpc_next_upstream_tries 2;
+        error_page 502 503 504 = /unavailable;
         location / {{ grpc_pass grpc://taskrun; }}
+        location = /unavailable {{
+            internal;
+            default_type application/grpc;
+            add_header grpc-status 14 always;
+            add_header grpc-message "no replica answered" always;
+            return 204;
+        }}
     }}
 }}
 """
@@ -61,7 +75,10 @@ def nginx(upstreams: list[str]) -> Iterator[str]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="taskrun-nginx-") as folder:
-        servers = "\n".join(f"        server {target};" for target in upstreams)
+        # fail_timeout 1s: a replica that restarts is tried again a second later, not ten.
+        servers = "\n".join(
+            f"        server {target} max_fails=1 fail_timeout=1s;" for target in upstreams
+        )
         config = Path(folder) / "nginx.conf"
         config.write_text(NGINX_CONFIG.format(dir=folder, servers=servers, port=port))
         process = subprocess.Popen(
