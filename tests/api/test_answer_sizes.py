@@ -10,7 +10,13 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2_grpc
+from taskrun.v1 import (
+    resources_pb2,
+    resources_pb2_grpc,
+    state_pb2,
+    task_run_pb2,
+    task_run_service_pb2_grpc,
+)
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun_server.server import RunningServer
 from tests.factories import TaskRunStub, create_run, expect_status
@@ -116,3 +122,26 @@ async def test_request_fields_are_bounded_so_that_answers_fit(task_runs: TaskRun
         await expect_status(
             create_run(task_runs, **fields), grpc.StatusCode.INVALID_ARGUMENT, field
         )
+
+
+async def test_long_logs_are_read_in_pieces(
+    plain: TaskRunStub, fresh_server: RunningServer
+) -> None:
+    run = await create_run(plain)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{fresh_server.port}") as channel:
+        logs = resources_pb2_grpc.LogServiceStub(channel)
+        line = resources_pb2.LogCreate(
+            name="big", level=20, message="z" * 900_000, task_run_id=run.id
+        )
+        for _ in range(6):
+            await logs.CreateLogs(resources_pb2.CreateLogsRequest(logs=[line]))
+        read: list[resources_pb2.Log] = []
+        while True:
+            answer = await logs.ReadLogs(
+                resources_pb2.ReadLogsRequest(task_run_id=run.id, offset=len(read))
+            )
+            assert answer.ByteSize() < DEFAULT_LIMIT
+            read += answer.logs
+            if not answer.truncated:
+                break
+    assert len(read) == 6 and len({log.id for log in read}) == 6

@@ -668,16 +668,22 @@ class ReadLogsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOGS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """True when the answer was cut short to stay under 4 MiB: read on with `offset` plus the
+    number of logs returned.
+    """
     @_builtins.property
     def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Log]: ...
     def __init__(
         self,
         *,
         logs: _abc.Iterable[Global___Log] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logs", b"logs", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
