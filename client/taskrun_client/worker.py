@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -69,13 +70,26 @@ class _HeldRun:
 
 @dataclass(slots=True)
 class WorkerCounts:
-    """What the worker did, for its owner to watch."""
+    """What the worker did, for its owner to watch: runs by outcome (the state it stored, as
+    a StateType name, or what happened instead: "lost", "not started", "error", ...)."""
 
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    lost: int = 0
-    by_outcome: dict[str, int] = field(default_factory=dict)
+    by_outcome: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def completed(self) -> int:
+        return self.by_outcome["STATE_TYPE_COMPLETED"]
+
+    @property
+    def failed(self) -> int:
+        return self.by_outcome["STATE_TYPE_FAILED"]
+
+    @property
+    def cancelled(self) -> int:
+        return self.by_outcome["STATE_TYPE_CANCELLED"]
+
+    @property
+    def lost(self) -> int:
+        return self.by_outcome["lost"]
 
 
 class TaskWorker:
@@ -271,16 +285,7 @@ class TaskWorker:
             self._count(pb.SetStateStatus.Name(answer.status))
 
     def _count(self, outcome: str) -> None:
-        counts = self.counts
-        counts.by_outcome[outcome] = counts.by_outcome.get(outcome, 0) + 1
-        if outcome == "STATE_TYPE_COMPLETED":
-            counts.completed += 1
-        elif outcome == "STATE_TYPE_FAILED":
-            counts.failed += 1
-        elif outcome == "STATE_TYPE_CANCELLED":
-            counts.cancelled += 1
-        elif outcome == "lost":
-            counts.lost += 1
+        self.counts.by_outcome[outcome] += 1
 
     async def _propose(
         self, client: AsyncTaskRunClient, held: _HeldRun, proposal: state_pb2.StateCreate
