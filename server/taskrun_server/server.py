@@ -44,7 +44,7 @@ from taskrun_server.domain.limits import MAX_REQUEST_BYTES
 from taskrun_server.observability.metrics import MetricsEndpoint, ServerMetrics
 from taskrun_server.observability.rpc_interceptor import RpcObservabilityInterceptor
 from taskrun_server.orchestration.context import OrchestrationSettings
-from taskrun_server.orchestration.leases import LeaseSettings
+from taskrun_server.orchestration.leases import LeaseSettings, timeout_or_never
 from taskrun_server.security.tokens import TokenSet
 from taskrun_server.security.transport import TransportSecurity, transport_for
 from taskrun_server.service.concurrency_limits import ConcurrencyLimitService
@@ -224,12 +224,9 @@ async def start_server(
 
 
 def _lease_settings(settings: Settings) -> LeaseSettings:
-    def seconds(value: float) -> timedelta | None:
-        return timedelta(seconds=value) if value > 0 else None
-
     return LeaseSettings(
-        heartbeat_timeout=seconds(settings.heartbeat_timeout_seconds),
-        execution_timeout=seconds(settings.execution_timeout_seconds),
+        heartbeat_timeout=timeout_or_never(settings.heartbeat_timeout_seconds),
+        execution_timeout=timeout_or_never(settings.execution_timeout_seconds),
     )
 
 

@@ -38,10 +38,13 @@ class LeaseSettings:
     execution_timeout: timedelta | None = None
 
 
-def _seconds_or_default(seconds: float | None, default: timedelta | None) -> timedelta | None:
-    if seconds is None:
-        return default
+def timeout_or_never(seconds: float) -> timedelta | None:
+    """A timeout from its seconds: zero means never (None)."""
     return timedelta(seconds=seconds) if seconds > 0 else None
+
+
+def _seconds_or_default(seconds: float | None, default: timedelta | None) -> timedelta | None:
+    return default if seconds is None else timeout_or_never(seconds)
 
 
 def heartbeat_timeout(policy: TaskRunPolicy, settings: LeaseSettings) -> timedelta | None:
