@@ -18,7 +18,7 @@ from sqlalchemy.types import Interval, Text
 
 from taskrun_server.database.tables import task_run, task_run_state
 from taskrun_server.domain.states import StateType
-from taskrun_server.domain.task_runs import TaskRun
+from taskrun_server.domain.task_runs import RunLease, TaskRun
 from taskrun_server.repository.rows import state_columns_labelled, task_run_from_row
 
 _c = task_run.c
@@ -26,12 +26,27 @@ _c = task_run.c
 
 @dataclass(slots=True, frozen=True)
 class Delivery:
-    """A delivered run and the terms of its lease."""
+    """A delivered run. The terms of its lease are the run's own, as the claim left them."""
 
     run: TaskRun
-    delivery_count: int
-    expires: datetime
-    lease_id: uuid.UUID
+
+    @property
+    def lease(self) -> RunLease:
+        assert self.run.lease is not None, "a claimed run holds a lease"
+        return self.run.lease
+
+    @property
+    def lease_id(self) -> uuid.UUID:
+        return self.lease.id
+
+    @property
+    def expires(self) -> datetime:
+        assert self.lease.expires_at is not None, "a delivery lease always lapses"
+        return self.lease.expires_at
+
+    @property
+    def delivery_count(self) -> int:
+        return self.run.delivery_count
 
 
 def _deliverable(keys: Sequence[str]) -> list[object]:
@@ -106,18 +121,8 @@ async def claim(
     with_states = select(claimed, *state_columns_labelled).select_from(
         claimed.outerjoin(task_run_state, task_run_state.c.id == claimed.c.state_id)
     )
-    deliveries = []
-    for row in (await conn.execute(with_states)).mappings():
-        run = task_run_from_row(row)
-        assert run.lease is not None and run.lease.expires_at is not None
-        deliveries.append(
-            Delivery(
-                run=run,
-                delivery_count=run.delivery_count,
-                expires=run.lease.expires_at,
-                lease_id=run.lease.id,
-            )
-        )
+    rows = (await conn.execute(with_states)).mappings()
+    deliveries = [Delivery(task_run_from_row(row)) for row in rows]
     deliveries.sort(key=lambda d: d.run.next_scheduled_start_time or d.expires)
     return deliveries
 
