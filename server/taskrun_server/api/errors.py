@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from taskrun_server.api.admission import retry_trailers
-from taskrun_server.api.offload import OFFLOAD_BYTES, off_the_loop_if
+from taskrun_server.api.offload import OFFLOAD_BYTES, mark_request_large, off_the_loop_if
 from taskrun_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -114,6 +114,7 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 async def _parsed(request: Any) -> Any:
     if isinstance(request, LargeRequest):
+        mark_request_large()
         return await off_the_loop_if(True, request.parse, request.payload)
     return request
 

@@ -10,6 +10,7 @@ loop keeps answering. Small messages stay on the loop: a thread hop costs more t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,22 @@ OFFLOAD_BYTES = 64 * 1024
 _HEAVY = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskrun-heavy")
 """One thread: heavy requests take turns on it, so the event loop only ever competes with one
 other thread for the GIL (with four, health probes waited four times as long)."""
+
+
+_large_request: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "taskrun_large_request", default=False
+)
+
+
+def mark_request_large() -> None:
+    """Note, for the handler about to run in this call, that its request was large (decided
+    once, from the payload's length, where it was received)."""
+    _large_request.set(True)
+
+
+def request_is_large() -> bool:
+    """Whether this call's request was over OFFLOAD_BYTES: answer it off the loop too."""
+    return _large_request.get()
 
 
 async def off_the_loop_if(heavy: bool, work: Callable[..., T], *args: Any) -> T:

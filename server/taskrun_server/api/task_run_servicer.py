@@ -17,7 +17,7 @@ from taskrun_server.api.filter_codec import (
     parse_query,
     parse_sort,
 )
-from taskrun_server.api.offload import OFFLOAD_BYTES, carries_json, off_the_loop_if
+from taskrun_server.api.offload import carries_json, off_the_loop_if, request_is_large
 from taskrun_server.api.task_run_codec import (
     delivery_to_proto,
     heartbeat_to_proto,
@@ -65,7 +65,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     async def CreateTaskRun(
         self, request: pb.CreateTaskRunRequest, context: Context
     ) -> pb.CreateTaskRunResponse:
-        heavy = request.ByteSize() > OFFLOAD_BYTES
+        heavy = request_is_large()
         parsed = await off_the_loop_if(heavy, parse_create_request, request)
         run, created = await self._service.create(parsed)
         answer = await off_the_loop_if(heavy, task_run_to_proto, run, utcnow())
@@ -194,7 +194,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         task_run_id = parse_id(request.task_run_id, "task_run_id")
         if not request.HasField("state"):
             raise InvalidArgument("is required", "state")
-        heavy = request.ByteSize() > OFFLOAD_BYTES
+        heavy = request_is_large()
         proposed = await off_the_loop_if(heavy, parse_state_create, request.state, "state")
         transition = await self._orchestration.set_state(
             task_run_id,
