@@ -43,7 +43,7 @@ from taskrun_server.database.notifications import NotificationListener
 from taskrun_server.domain.limits import MAX_REQUEST_BYTES
 from taskrun_server.observability.metrics import MetricsEndpoint, ServerMetrics
 from taskrun_server.observability.rpc_interceptor import RpcObservabilityInterceptor
-from taskrun_server.orchestration.context import OrchestrationSettings
+from taskrun_server.orchestration.decision import OrchestrationSettings
 from taskrun_server.orchestration.leases import LeaseSettings, timeout_or_never
 from taskrun_server.security.tokens import TokenSet
 from taskrun_server.security.transport import TransportSecurity, transport_for

@@ -279,8 +279,10 @@ async def test_concurrency_limit_holds_then_releases_slots(
     second = await create_run(task_runs, tags=["db"])
     assert (await propose(task_runs, first.id, state(T.STATE_TYPE_RUNNING))).status == ACCEPT
     blocked = await propose(task_runs, second.id, state(T.STATE_TYPE_RUNNING))
-    # The session server's configured slot wait (TASKRUN_CONCURRENCY_SLOT_WAIT_SECONDS) is 0.3 s.
-    assert blocked.status == WAIT and blocked.details.delay.ToTimedelta() == timedelta(seconds=0.3)
+    # The session server's configured slot wait (TASKRUN_CONCURRENCY_SLOT_WAIT_SECONDS) is 0.3 s:
+    # the wait is drawn around it, between 0.75 and 1.3 times it.
+    assert blocked.status == WAIT
+    assert 0.22 <= blocked.details.delay.ToTimedelta().total_seconds() <= 0.39
     slots = (
         await limits.ReadConcurrencyLimit(limits_pb.ReadConcurrencyLimitRequest(tag="db"))
     ).concurrency_limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from taskrun_server.domain.task_runs import TaskRunPolicy
@@ -22,10 +23,13 @@ def test_the_last_delay_repeats_once_the_list_runs_out() -> None:
     assert [base_retry_delay(policy, n) for n in (1, 2, 3, 4, 9)] == [1, 2, 3, 3, 3]
 
 
-def test_jitter_stays_within_its_bounds_and_varies() -> None:
+def test_jitter_stays_within_the_reference_bounds_and_varies() -> None:
+    """Factor 0.5 on 10 s: at most 15 s, and at least 10 * log2(2**1.5 / (2**1.5 - 1)) s."""
     rng = random.Random(1)
     samples = [jittered(10.0, 0.5, rng) for _ in range(2000)]
-    assert all(5.0 <= s <= 15.0 for s in samples)
+    lower = 10 * math.log2(2**1.5 / (2**1.5 - 1))
+    assert all(lower - 1e-9 <= s <= 15.0 for s in samples)
+    assert min(samples) < lower + 0.1 and max(samples) > 14.9
     assert len({round(s, 3) for s in samples}) > 100
 
 

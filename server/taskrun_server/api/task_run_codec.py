@@ -46,7 +46,7 @@ from taskrun_server.domain.task_runs import (
     TaskRunInput,
     TaskRunPolicy,
 )
-from taskrun_server.orchestration.context import SetStateStatus
+from taskrun_server.orchestration.decision import SetStateStatus
 from taskrun_server.repository.delivery import Delivery
 from taskrun_server.service.leases import Heartbeat, LeaseStatus
 from taskrun_server.service.orchestration import Transition

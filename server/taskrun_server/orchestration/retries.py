@@ -20,21 +20,33 @@ def base_retry_delay(policy: TaskRunPolicy, run_count: int) -> float:
     return delays[min(max(run_count, 1), len(delays)) - 1]
 
 
-def jittered(delay: float, jitter_factor: float | None, rng: random.Random) -> float:
-    """Spread a delay so that retries of many runs do not arrive together.
+def _lower_clamp_multiple(upper_multiple: float) -> float:
+    """The lower bound, as a multiple of the mean, that leaves as much probability between it
+    and the median as between the median and the upper bound."""
+    if upper_multiple >= 50:
+        return 0.0  # 2**k overflows long before; the bound is 0 to many decimals anyway
+    return math.log2(2**upper_multiple / (2**upper_multiple - 1))
 
-    Draws from an exponential distribution with mean `delay`, restricted to
-    [delay * (1 - factor), delay * (1 + factor)] by sampling its inverse CDF between those
-    bounds, the same shape as the reference's clamped Poisson interval.
-    """
+
+def clamped_interval(average: float, clamping_factor: float, rng: random.Random) -> float:
+    """A random interval around `average`: exponential (Poisson arrivals), drawn between
+    average * c and average * (1 + factor), where c keeps the median where it was. This is the
+    reference's clamped Poisson interval, used for retry jitter and for slot waits."""
+    if average <= 0:
+        return 0.0
+    upper = average * (1 + clamping_factor)
+    lower = max(0.0, average * _lower_clamp_multiple(1 + clamping_factor))
+    cdf_lower = 1 - math.exp(-lower / average)
+    cdf_upper = 1 - math.exp(-upper / average)
+    u = min(rng.uniform(cdf_lower, cdf_upper), math.nextafter(1.0, 0.0))  # log(0) otherwise
+    return -average * math.log(1 - u)
+
+
+def jittered(delay: float, jitter_factor: float | None, rng: random.Random) -> float:
+    """Spread a delay so that retries of many runs do not arrive together."""
     if not jitter_factor or delay <= 0:
         return delay
-    lower = max(delay * (1 - jitter_factor), 0.0)
-    upper = delay * (1 + jitter_factor)
-    cdf_lower = 1 - math.exp(-lower / delay)
-    cdf_upper = 1 - math.exp(-upper / delay)
-    u = min(rng.uniform(cdf_lower, cdf_upper), math.nextafter(1.0, 0.0))  # log(0) otherwise
-    return -delay * math.log(1 - u)
+    return clamped_interval(delay, jitter_factor, rng)
 
 
 MAX_RETRY_DELAY_SECONDS = 100 * 366 * 24 * 3600.0

@@ -1,51 +1,150 @@
-"""The task-run orchestration rules, one small function each, in the order they apply.
+"""The task-run orchestration rules, each a small pure function declared with the transitions
+it applies to and the facts it reads.
 
-Each rule looks at the context's initial and proposed states and may reject, replace, delay
-or abort the proposal, rename it, or note an effect for the service to apply if a state is
-stored (take concurrency slots, insert a cache entry). Rules after the first non-ACCEPT
-answer do not run. None of this touches gRPC or SQL.
+A rule takes the `Step` so far (the proposal as the earlier rules left it) and returns the next
+one: unchanged, renamed, with details filled in, or answered REJECT, WAIT or ABORT. A rule never
+edits what it is given. Policies (`policies.py`) say which rules run, in which order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from taskrun_server.domain.states import StateCreate, StateDetails, StateType
-from taskrun_server.orchestration.context import TransitionContext
-from taskrun_server.orchestration.retries import retry_delay_seconds
-
-Rule = Callable[[TransitionContext], None]
-
-RUNNING = StateType.RUNNING
-STOPPING_TYPES = frozenset({StateType.CANCELLING, StateType.PAUSED, StateType.CRASHED})
-NO_PENDING_AFTER = frozenset(
-    {StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.CANCELLED}
+from taskrun_server.domain.states import State, StateCreate, StateDetails, StateType
+from taskrun_server.orchestration.decision import (
+    Fact,
+    Facts,
+    OrchestrationSettings,
+    Proposal,
+    SetStateStatus,
 )
+from taskrun_server.orchestration.retries import clamped_interval, retry_delay_seconds
+
+S = StateType
+ALL_TYPES: frozenset[StateType | None] = frozenset({*StateType, None})
+TERMINAL: frozenset[StateType | None] = frozenset(t for t in StateType if t.is_terminal)
 
 
-def prevent_duplicate_transitions(ctx: TransitionContext) -> None:
+@dataclass(slots=True, frozen=True)
+class Step:
+    """A proposal on its way through a policy: the inputs, and what the rules made of it.
+
+    `proposed` is None once a rule answered with nothing to store. `reset_run_count` and
+    `flow_run_run_count` are changes to the run that take effect only if a state is stored."""
+
+    proposal: Proposal
+    facts: Facts
+    settings: OrchestrationSettings
+    rng: random.Random
+    proposed: StateCreate | None
+    status: SetStateStatus = SetStateStatus.ACCEPT
+    reason: str | None = None
+    delay: timedelta | None = None
+    reset_run_count: bool = False
+    flow_run_run_count: int | None = None
+    take_slots: tuple[str, ...] = ()
+    insert_into_cache: bool = False
+
+    @property
+    def initial(self) -> State | None:
+        return self.proposal.initial
+
+    @property
+    def run_count(self) -> int:
+        """The run's count as the rules see it: zero once a rule reset it."""
+        return 0 if self.reset_run_count else self.proposal.run.run_count
+
+    def reject(self, replacement: StateCreate | None, reason: str) -> Step:
+        """Refuse the proposal; store `replacement` instead, or nothing."""
+        return self._answer(SetStateStatus.REJECT, replacement, reason)
+
+    def wait(self, delay: timedelta, reason: str) -> Step:
+        """Store nothing now; the client should propose again after `delay`."""
+        answered = self._answer(SetStateStatus.WAIT, None, reason)
+        return dataclasses.replace(answered, delay=max(delay, timedelta(0)))
+
+    def abort(self, reason: str) -> Step:
+        """Store nothing; proposing again will not help."""
+        return self._answer(SetStateStatus.ABORT, None, reason)
+
+    def _answer(self, status: SetStateStatus, state: StateCreate | None, reason: str) -> Step:
+        return dataclasses.replace(self, status=status, proposed=state, reason=reason)
+
+    def renamed(self, name: str) -> Step:
+        assert self.proposed is not None
+        return dataclasses.replace(self, proposed=dataclasses.replace(self.proposed, name=name))
+
+    def with_details(self, **changes: Any) -> Step:
+        assert self.proposed is not None
+        details = dataclasses.replace(self.proposed.state_details, **changes)
+        proposed = dataclasses.replace(self.proposed, state_details=details)
+        return dataclasses.replace(self, proposed=proposed)
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    """One rule: the transitions it applies to (None: no state), the facts it reads, and what
+    it does. Calling a rule on a transition outside its types returns the step unchanged."""
+
+    name: str
+    from_types: frozenset[StateType | None]
+    to_types: frozenset[StateType | None]
+    apply: Callable[[Step], Step]
+    needs: frozenset[Fact] = field(default_factory=frozenset)
+
+    def applies_to(self, initial: StateType | None, proposed: StateType | None) -> bool:
+        return initial in self.from_types and proposed in self.to_types
+
+    def __call__(self, step: Step) -> Step:
+        initial = step.initial.type if step.initial is not None else None
+        proposed = step.proposed.type if step.proposed is not None else None
+        if step.proposed is None or not self.applies_to(initial, proposed):
+            return step
+        return self.apply(step)
+
+
+def rule(
+    from_types: frozenset[StateType | None] | set[StateType | None],
+    to_types: frozenset[StateType | None] | set[StateType | None],
+    needs: frozenset[Fact] = frozenset(),
+) -> Callable[[Callable[[Step], Step]], Rule]:
+    """Declare a function as a rule for the transitions `from_types` -> `to_types`."""
+
+    def declare(apply: Callable[[Step], Step]) -> Rule:
+        return Rule(apply.__name__, frozenset(from_types), frozenset(to_types), apply, needs)
+
+    return declare
+
+
+# -- the rules, in the order the core policy applies them ----------------------------------------
+
+
+@rule(ALL_TYPES - {None}, ALL_TYPES)
+def prevent_duplicate_transitions(step: Step) -> Step:
     """A proposal carrying the transition id of the current state was already applied: a client
     retrying after a lost response gets the current state back instead of a second copy."""
-    if ctx.proposed is None or ctx.initial is None:
-        return
-    transition_id = ctx.proposed.state_details.transition_id
-    if transition_id is not None and transition_id == ctx.initial.state_details.transition_id:
-        ctx.reject(None, "This run has already made this state transition.")
+    assert step.proposed is not None and step.initial is not None
+    transition_id = step.proposed.state_details.transition_id
+    if transition_id is not None and transition_id == step.initial.state_details.transition_id:
+        return step.reject(None, "This run has already made this state transition.")
+    return step
 
 
-def retrieve_cached_state(ctx: TransitionContext) -> None:
+@rule(ALL_TYPES, {S.RUNNING}, frozenset({Fact.CACHED_STATE}))
+def retrieve_cached_state(step: Step) -> Step:
     """A RUNNING proposal whose cache key matches an unexpired COMPLETED state is answered with a
-    copy of that state: the work was already done."""
-    if ctx.proposed_type is not RUNNING or ctx.proposed is None:
-        return
-    details = ctx.proposed.state_details
-    if not details.cache_key or details.refresh_cache or ctx.cached_state is None:
-        return
-    cached = ctx.cached_state
+    copy of that state, named "Cached": the work was already done."""
+    assert step.proposed is not None
+    details = step.proposed.state_details
+    cached = step.facts.cached_state
+    if not details.cache_key or details.refresh_cache or cached is None:
+        return step
     copy = StateCreate(
         type=cached.type,
         name="Cached",
@@ -53,7 +152,7 @@ def retrieve_cached_state(ctx: TransitionContext) -> None:
         state_details=dataclasses.replace(cached.state_details, transition_id=None),
         data=cached.data,
     )
-    ctx.reject(copy, "Retrieved state from cache")
+    return step.reject(copy, "Retrieved state from cache")
 
 
 def _is_persisted_result(data: Any) -> bool:
@@ -63,211 +162,185 @@ def _is_persisted_result(data: Any) -> bool:
     return not (isinstance(data, dict) and data.get("type") == "unpersisted")
 
 
-def handle_terminal_state_transitions(ctx: TransitionContext) -> None:
+STOPPING_TYPES = frozenset({S.CANCELLING, S.PAUSED, S.CRASHED})
+
+
+@rule(TERMINAL, ALL_TYPES, frozenset({Fact.FLOW_RUN}))
+def handle_terminal_state_transitions(step: Step) -> Step:
     """A finished run may not crash, pause or start cancelling, and a completed run whose result
-    is kept may not run again. Leaving a terminal state otherwise starts the attempts anew."""
-    if ctx.initial is None or not ctx.initial.type.is_terminal or ctx.proposed is None:
-        return
-    if ctx.proposed.type in STOPPING_TYPES:
-        ctx.abort(f"Run is already {ctx.initial.type.value}.")
-        return
-    if ctx.initial.type is StateType.COMPLETED and _is_persisted_result(ctx.initial.data):
-        ctx.reject(None, "This run is already completed.")
-        return
-    if not ctx.proposed.type.is_terminal:
-        ctx.run.run_count = 0
-    flow_run = ctx.flow_run
-    flow_retrying = flow_run is not None and ctx.run.flow_run_run_count < flow_run.run_count
-    if ctx.proposed.type is RUNNING and flow_retrying:
-        ctx.proposed.name = "Retrying"
+    is kept may not run again. Leaving a terminal state otherwise starts the attempts anew, and
+    starting again in a retried flow run is named "Retrying"."""
+    assert step.proposed is not None and step.initial is not None
+    if step.proposed.type in STOPPING_TYPES:
+        return step.abort(f"Run is already {step.initial.type.value}.")
+    if step.initial.type is S.COMPLETED and _is_persisted_result(step.initial.data):
+        return step.reject(None, "This run is already completed.")
+    proposed = step.proposed.type
+    if not proposed.is_terminal:
+        step = dataclasses.replace(step, reset_run_count=True)
+    flow_run = step.facts.flow_run
+    run = step.proposal.run
+    flow_retrying = flow_run is not None and run.flow_run_run_count < flow_run.run_count
+    if proposed is S.RUNNING and run.flow_run_id is not None and flow_retrying:
+        return step.renamed("Retrying")
+    return step
 
 
-def prevent_pending_transitions(ctx: TransitionContext) -> None:
+NO_PENDING_AFTER: frozenset[StateType | None] = frozenset(
+    {S.PENDING, S.RUNNING, S.CANCELLING, S.CANCELLED}
+)
+
+
+@rule(NO_PENDING_AFTER, {S.PENDING})
+def prevent_pending_transitions(step: Step) -> Step:
     """PENDING means "about to run": a run that is pending, running or cancelled cannot go back
     (so two workers cannot both submit it). A renamed PENDING after PENDING ("Submitting") is a
     named sub-state and passes, keeping the scheduled time. Background policy only."""
-    if ctx.proposed_type is not StateType.PENDING or ctx.initial_type not in NO_PENDING_AFTER:
-        return
-    assert ctx.initial is not None and ctx.proposed is not None
-    name = ctx.proposed.name or StateType.PENDING.default_name
-    if ctx.initial.type is StateType.PENDING and name not in (ctx.initial.name, "Pending"):
-        ctx.proposed.state_details = dataclasses.replace(
-            ctx.proposed.state_details, scheduled_time=ctx.initial.state_details.scheduled_time
-        )
-        return
-    ctx.abort(
-        f"This run is in a {ctx.initial.type.value} state and cannot transition to a PENDING state."
+    assert step.proposed is not None and step.initial is not None
+    name = step.proposed.name or S.PENDING.default_name
+    if step.initial.type is S.PENDING and name not in (step.initial.name, "Pending"):
+        return step.with_details(scheduled_time=step.initial.state_details.scheduled_time)
+    return step.abort(
+        f"This run is in a {step.initial.type.value} state and cannot transition to a "
+        "PENDING state."
     )
 
 
-def prevent_running_tasks_from_stopped_flows(ctx: TransitionContext) -> None:
-    """A task in a flow run starts only while the flow run is RUNNING; while it is paused, the
-    task is asked to wait (as issue #3 specifies) rather than being aborted."""
-    if ctx.proposed_type is not RUNNING or ctx.run.flow_run_id is None or ctx.flow_run is None:
-        return
-    if ctx.flow_run.state_type is StateType.PAUSED:
-        ctx.reject(
-            StateCreate(type=StateType.PAUSED, name="NotReady"),
+@rule(ALL_TYPES, {S.RUNNING}, frozenset({Fact.FLOW_RUN}))
+def prevent_running_tasks_from_stopped_flows(step: Step) -> Step:
+    """A task in a flow run starts only while the flow run is RUNNING. While it is PAUSED, the
+    task is moved to a PAUSED state named "NotReady"; otherwise the proposal is aborted."""
+    flow_run = step.facts.flow_run
+    run = step.proposal.run
+    if run.flow_run_id is None or flow_run is None:
+        return step
+    if flow_run.state_type is S.PAUSED:
+        return step.reject(
+            StateCreate(type=S.PAUSED, name="NotReady"),
             "The flow is paused, new tasks can execute after resuming flow run: "
-            f"{ctx.run.flow_run_id}.",
+            f"{run.flow_run_id}.",
         )
-    elif ctx.flow_run.state_type is not RUNNING:
-        ctx.abort("The enclosing flow must be running to begin task execution.")
+    if flow_run.state_type is not S.RUNNING:
+        return step.abort("The enclosing flow must be running to begin task execution.")
+    return step
 
 
-def secure_concurrency_slots(ctx: TransitionContext) -> None:
-    """A RUNNING proposal needs a free slot under every limit on the run's tags. Slots are taken
-    only if the RUNNING state is stored; a run that already holds a slot keeps it."""
-    if ctx.proposed_type is not RUNNING:
-        return
+AVERAGE_SLOT_OCCUPANCY_SECONDS = 2.0
+"""The reference spreads retries for a full tag around its limit's average slot occupancy,
+which for tag limits stays at its initial two seconds: releases do not report occupancy."""
+
+
+def slot_wait_seconds(settings: OrchestrationSettings, rng: random.Random) -> float:
+    """How long a run waits for a full tag: around the average occupancy, drawn so that waiting
+    runs do not all come back together, never above the configured wait. Whole seconds, as the
+    reference answers, unless the configured wait is under a second (rounding would make it 0)."""
+    average = min(AVERAGE_SLOT_OCCUPANCY_SECONDS, settings.concurrency_slot_wait_seconds)
+    drawn = clamped_interval(average, 0.3, rng)
+    return float(round(drawn)) if average >= 1 else drawn
+
+
+@rule(ALL_TYPES, {S.RUNNING}, frozenset({Fact.TAG_LIMITS}))
+def secure_concurrency_slots(step: Step) -> Step:
+    """A RUNNING proposal needs a free slot under every limit on the run's tags, even when the
+    run is already RUNNING (the reference counts a second start as a second claim). Slots are
+    taken only if the RUNNING state is stored."""
+    limits = step.facts.limits
     wanted: list[str] = []
-    for tag in sorted(set(ctx.run.tags)):
-        limit = ctx.limits.get(tag)
-        if limit is None or ctx.run.id in limit.active_slots:
+    for tag in sorted(set(step.proposal.run.tags)):
+        limit = limits.get(tag)
+        if limit is None:
             continue
         if limit.concurrency_limit == 0:
-            ctx.abort(f"The concurrency limit on tag {tag!r} is 0; runs with this tag cannot run.")
-            return
-        if len(limit.active_slots) >= limit.concurrency_limit:
-            ctx.wait(
-                timedelta(seconds=ctx.settings.concurrency_slot_wait_seconds),
-                f"Concurrency limit for the {tag!r} tag has been reached.",
+            return step.abort(
+                f'The concurrency limit on tag "{tag}" is 0 and will deadlock if the task '
+                "tries to run again."
             )
-            return
+        if len(limit.active_slots) >= limit.concurrency_limit:
+            return step.wait(
+                timedelta(seconds=slot_wait_seconds(step.settings, step.rng)),
+                f"Concurrency limit reached for tags: {tag}",
+            )
         wanted.append(tag)
-    ctx.slots_to_take = wanted
+    return dataclasses.replace(step, take_slots=tuple(wanted))
 
 
-def copy_scheduled_time(ctx: TransitionContext) -> None:
+@rule({S.SCHEDULED}, {S.PENDING})
+def copy_scheduled_time(step: Step) -> Step:
     """PENDING inherits the scheduled time of the SCHEDULED state it leaves."""
-    if ctx.initial_type is not StateType.SCHEDULED or ctx.proposed_type is not StateType.PENDING:
-        return
-    assert ctx.initial is not None and ctx.proposed is not None
-    if ctx.proposed.state_details.scheduled_time is None:
-        ctx.proposed.state_details = dataclasses.replace(
-            ctx.proposed.state_details, scheduled_time=ctx.initial.state_details.scheduled_time
-        )
+    assert step.proposed is not None and step.initial is not None
+    if step.proposed.state_details.scheduled_time is not None:
+        return step
+    return step.with_details(scheduled_time=step.initial.state_details.scheduled_time)
 
 
-def copy_task_parameters_id(ctx: TransitionContext) -> None:
+@rule({S.SCHEDULED, S.PENDING}, {S.PENDING, S.RUNNING})
+def copy_task_parameters_id(step: Step) -> Step:
     """A deferred run keeps the reference to its parameters from SCHEDULED through PENDING to
     RUNNING, unless the proposal names its own. Background policy only."""
-    if ctx.initial_type not in (StateType.SCHEDULED, StateType.PENDING):
-        return
-    if ctx.proposed_type not in (StateType.PENDING, RUNNING):
-        return
-    assert ctx.initial is not None and ctx.proposed is not None
-    if ctx.proposed.state_details.task_parameters_id is None:
-        ctx.proposed.state_details = dataclasses.replace(
-            ctx.proposed.state_details,
-            task_parameters_id=ctx.initial.state_details.task_parameters_id,
-        )
+    assert step.proposed is not None and step.initial is not None
+    if step.proposed.state_details.task_parameters_id is not None:
+        return step
+    return step.with_details(task_parameters_id=step.initial.state_details.task_parameters_id)
 
 
-def wait_for_scheduled_time(ctx: TransitionContext) -> None:
-    """Starting (RUNNING) from SCHEDULED or PENDING before the scheduled time is answered WAIT
-    with the whole seconds that remain, rounded as the reference does: under half a second
-    left is no wait at all. Leaving SCHEDULED for PENDING early is fine."""
-    if ctx.proposed_type is not RUNNING:
-        return
-    if ctx.initial_type not in (StateType.SCHEDULED, StateType.PENDING):
-        return
-    assert ctx.initial is not None
-    scheduled = ctx.initial.state_details.scheduled_time
+@rule({S.SCHEDULED, S.PENDING}, {S.RUNNING})
+def wait_for_scheduled_time(step: Step) -> Step:
+    """Starting before the scheduled time is answered WAIT with the whole seconds that remain,
+    rounded as the reference does: under half a second left is no wait at all. Leaving
+    SCHEDULED early for PENDING is fine."""
+    assert step.initial is not None
+    scheduled = step.initial.state_details.scheduled_time
     if scheduled is None:
-        return
-    remaining = scheduled - ctx.now
+        return step
+    remaining = scheduled - step.proposal.now
     seconds = math.floor(remaining.total_seconds()) + round(remaining.microseconds / 1e6)
     if seconds > 0:
-        ctx.wait(timedelta(seconds=seconds), "Scheduled time is in the future")
+        return step.wait(timedelta(seconds=seconds), "Scheduled time is in the future")
+    return step
 
 
-def retry_failed_tasks(ctx: TransitionContext) -> None:
+@rule({S.RUNNING}, {S.FAILED})
+def retry_failed_tasks(step: Step) -> Step:
     """A run that fails while it has retries left is rescheduled as AwaitingRetry instead."""
-    if ctx.initial_type is not RUNNING or ctx.proposed_type is not StateType.FAILED:
-        return
-    assert ctx.proposed is not None
-    if ctx.proposed.state_details.retriable is False:
-        return
-    retries = ctx.run.empirical_policy.retries or 0
-    if ctx.run.run_count > retries:
-        return
-    delay = retry_delay_seconds(ctx.run.empirical_policy, ctx.run.run_count, ctx.rng)
+    assert step.proposed is not None
+    if step.proposed.state_details.retriable is False:
+        return step
+    run = step.proposal.run
+    retries = run.empirical_policy.retries
+    if retries is None or step.run_count > retries:
+        return step
+    delay = retry_delay_seconds(run.empirical_policy, step.run_count, step.rng)
     retry = StateCreate(
-        type=StateType.SCHEDULED,
+        type=S.SCHEDULED,
         name="AwaitingRetry",
-        message=ctx.proposed.message,
-        data=ctx.proposed.data,
-        state_details=StateDetails(scheduled_time=ctx.now + timedelta(seconds=delay)),
+        message=step.proposed.message,
+        data=step.proposed.data,
+        state_details=StateDetails(scheduled_time=step.proposal.now + timedelta(seconds=delay)),
     )
-    ctx.reject(retry, "Retrying")
+    return step.reject(retry, "Retrying")
 
 
-def rename_reruns(ctx: TransitionContext) -> None:
+@rule(ALL_TYPES - {None}, {S.RUNNING})
+def rename_reruns(step: Step) -> Step:
     """A run that has run before and starts again is "Retrying" after an AwaitingRetry state,
     and "Rerunning" after anything else."""
-    if ctx.proposed_type is RUNNING and ctx.initial is not None and ctx.run.run_count > 0:
-        assert ctx.proposed is not None
-        ctx.proposed.name = "Retrying" if ctx.initial.name == "AwaitingRetry" else "Rerunning"
+    assert step.initial is not None
+    if step.run_count > 0:
+        return step.renamed("Retrying" if step.initial.name == "AwaitingRetry" else "Rerunning")
+    return step
 
 
-def update_flow_run_tracker(ctx: TransitionContext) -> None:
+@rule(ALL_TYPES, {S.RUNNING}, frozenset({Fact.FLOW_RUN}))
+def update_flow_run_tracker(step: Step) -> Step:
     """A starting task records which attempt of its flow run it belongs to."""
-    if ctx.proposed_type is RUNNING and ctx.flow_run is not None:
-        ctx.run.flow_run_run_count = ctx.flow_run.run_count
+    flow_run = step.facts.flow_run
+    if flow_run is None:
+        return step
+    return dataclasses.replace(step, flow_run_run_count=flow_run.run_count)
 
 
-def insert_into_cache(ctx: TransitionContext) -> None:
+@rule(ALL_TYPES, {S.COMPLETED})
+def insert_into_cache(step: Step) -> Step:
     """A COMPLETED state with a cache key is remembered for later cache retrieval."""
-    if ctx.proposed_type is StateType.COMPLETED and ctx.proposed is not None:
-        ctx.insert_into_cache = bool(ctx.proposed.state_details.cache_key)
-
-
-CORE_TASK_POLICY: tuple[Rule, ...] = (
-    prevent_duplicate_transitions,
-    retrieve_cached_state,
-    handle_terminal_state_transitions,
-    prevent_running_tasks_from_stopped_flows,
-    secure_concurrency_slots,
-    copy_scheduled_time,
-    wait_for_scheduled_time,
-    retry_failed_tasks,
-    rename_reruns,
-    update_flow_run_tracker,
-    insert_into_cache,
-)
-"""The reference's core task policy, in its order (cache retrieval before slots, so a cached
-run is answered even when its slots are full), after taskrun's duplicate-transition guard."""
-
-BACKGROUND_TASK_POLICY: tuple[Rule, ...] = (
-    prevent_duplicate_transitions,
-    prevent_pending_transitions,
-    retrieve_cached_state,
-    handle_terminal_state_transitions,
-    copy_scheduled_time,
-    copy_task_parameters_id,
-    wait_for_scheduled_time,
-    retry_failed_tasks,
-    rename_reruns,
-    update_flow_run_tracker,
-    insert_into_cache,
-)
-"""The reference's policy for deferred (background) runs, chosen by `state_details.deferred`
-on the proposal, `force` or not: the PENDING guard, parameters carried along, and neither
-tag concurrency nor the enclosing flow run's state checked."""
-
-
-def policy_for(proposed: StateCreate, force: bool) -> tuple[Rule, ...]:
-    """The rules a proposal goes through: background for deferred proposals (even forced, as in
-    the reference), none for other forced ones, the core policy otherwise."""
-    if proposed.state_details.deferred:
-        return BACKGROUND_TASK_POLICY
-    return () if force else CORE_TASK_POLICY
-
-
-def orchestrate(ctx: TransitionContext, rules: tuple[Rule, ...] = CORE_TASK_POLICY) -> None:
-    """Apply the rules in order until one answers something other than ACCEPT."""
-    for rule in rules:
-        rule(ctx)
-        if ctx.decided:
-            return
+    assert step.proposed is not None
+    return dataclasses.replace(step, insert_into_cache=bool(step.proposed.state_details.cache_key))

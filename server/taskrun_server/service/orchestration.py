@@ -12,7 +12,6 @@ moved to the state `orchestration.leases.reap` decides.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import uuid
@@ -22,22 +21,19 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskrun_server.domain.errors import NotFound
-from taskrun_server.domain.states import State, StateCreate, StateType
+from taskrun_server.domain.states import State, StateCreate
 from taskrun_server.domain.task_runs import TaskRun
-from taskrun_server.orchestration.bookkeeping import apply_accepted_state, materialize_state
-from taskrun_server.orchestration.context import (
+from taskrun_server.orchestration.decision import (
+    Decision,
+    Fact,
+    Facts,
     FlowRunFacts,
     OrchestrationSettings,
+    Proposal,
     SetStateStatus,
-    TransitionContext,
 )
-from taskrun_server.orchestration.leases import LeaseSettings, fence, lease_after, reap
-from taskrun_server.orchestration.rules import (
-    Rule,
-    orchestrate,
-    policy_for,
-    secure_concurrency_slots,
-)
+from taskrun_server.orchestration.leases import LeaseSettings, reap
+from taskrun_server.orchestration.policies import decide, facts_needed
 from taskrun_server.repository import concurrency_limits as limits_repo
 from taskrun_server.repository import flow_runs as flow_runs_repo
 from taskrun_server.repository import leases as leases_repo
@@ -143,37 +139,22 @@ class OrchestrationService:
         caller_lease: uuid.UUID | None,
         now: datetime,
     ) -> Transition:
-        """Fence, decide and store one proposal for a run locked by the caller."""
-        refusal = fence(run, caller_lease, proposed)
-        if refusal is not None:
-            return Transition(SetStateStatus.ABORT, run.state, refusal, None, run)
-        before = dataclasses.replace(run)  # what the answer carries if nothing is stored
-        ctx = TransitionContext(
-            run=run,
-            initial=run.state,
-            proposed=dataclasses.replace(proposed),
-            now=now,
-            settings=self._settings,
-            rng=self._rng,
+        """Load the facts, decide and persist one proposal for a run locked by the caller."""
+        proposal = Proposal(
+            run=run, proposed=proposed, now=now, force=force, caller_lease=caller_lease
         )
-        policy = policy_for(proposed, force)
-        if policy:
-            await _load_facts(conn, ctx, policy)
-            orchestrate(ctx, policy)
-        stored, held = await _store_outcome(conn, ctx, caller_lease, self._leases)
-        if stored is None:
-            # A rule may have changed the working copy (a reset run count) before a later one
-            # answered WAIT, ABORT or REJECT: nothing was stored, so the run is as it was.
-            ctx.run = before
-        if stored is None and run.lease is not None and run.lease.id == caller_lease:
-            held = caller_lease  # nothing stored: the caller keeps what it had
+        facts = await _load_facts(conn, proposal)
+        decision = decide(
+            proposal, facts, settings=self._settings, leases=self._leases, rng=self._rng
+        )
+        await _persist(conn, decision, now)
         return Transition(
-            status=ctx.status,
-            state=stored or ctx.initial,
-            reason=ctx.reason,
-            delay=ctx.delay,
-            run=ctx.run,
-            lease_id=held,
+            status=decision.status,
+            state=decision.current_state,
+            reason=decision.reason,
+            delay=decision.delay,
+            run=decision.run,
+            lease_id=decision.caller_lease,
         )
 
 
@@ -185,52 +166,34 @@ def _monotonic_now(run: TaskRun) -> datetime:
     return now
 
 
-async def _load_facts(
-    conn: AsyncConnection, ctx: TransitionContext, policy: tuple[Rule, ...]
-) -> None:
-    """Read what the policy's rules may need, and nothing more: most proposals need no extra
-    query. Only RUNNING proposals consult the flow run, the cache or the limits."""
-    proposed = ctx.proposed
-    if proposed is None or proposed.type is not StateType.RUNNING:
+async def _load_facts(conn: AsyncConnection, proposal: Proposal) -> Facts:
+    """Read what the proposal's rules declare they need, and nothing more: most proposals need
+    no extra query."""
+    needed = facts_needed(proposal)
+    run, details = proposal.run, proposal.proposed.state_details
+    flow_run = None
+    if Fact.FLOW_RUN in needed and run.flow_run_id is not None:
+        found = await flow_runs_repo.read_flow_run(conn, run.flow_run_id)
+        if found is not None:
+            flow_run = FlowRunFacts(state_type=found.state_type, run_count=found.run_count)
+    cached = None
+    if Fact.CACHED_STATE in needed and details.cache_key:
+        cached = await cache_repo.read_cached_state(conn, details.cache_key, proposal.now)
+    limits = {}
+    if Fact.TAG_LIMITS in needed:
+        limits = await limits_repo.lock_limits_for_tags(conn, run.tags)
+    return Facts(flow_run=flow_run, cached_state=cached, limits=limits)
+
+
+async def _persist(conn: AsyncConnection, decision: Decision, now: datetime) -> None:
+    """Store the decided state, if any, with the effects the decision names."""
+    state, run, effects = decision.state, decision.run, decision.effects
+    if state is None:
         return
-    run = ctx.run
-    if run.flow_run_id is not None:
-        flow_run = await flow_runs_repo.read_flow_run(conn, run.flow_run_id)
-        if flow_run is not None:
-            ctx.flow_run = FlowRunFacts(
-                state_type=flow_run.state_type, run_count=flow_run.run_count
-            )
-    details = proposed.state_details
-    if details.cache_key and not details.refresh_cache:
-        ctx.cached_state = await cache_repo.read_cached_state(conn, details.cache_key, ctx.now)
-    if run.tags and secure_concurrency_slots in policy:
-        ctx.limits = await limits_repo.lock_limits_for_tags(conn, run.tags)
-
-
-async def _store_outcome(
-    conn: AsyncConnection,
-    ctx: TransitionContext,
-    caller_lease: uuid.UUID | None,
-    lease_settings: LeaseSettings,
-) -> tuple[State | None, uuid.UUID | None]:
-    """Store the decided state, if any, with its bookkeeping and side effects. Returns it and
-    the lease the caller holds afterwards."""
-    if ctx.proposed is None:
-        return None, None
-    run, initial = ctx.run, ctx.initial
-    state = materialize_state(ctx.proposed, run, ctx.now)
-    terms = lease_after(run, state, caller_lease=caller_lease, now=ctx.now, settings=lease_settings)
-    run.lease, run.execution_deadline = terms.lease, terms.execution_deadline
-    apply_accepted_state(run, initial, state)
     await runs_repo.store_transition(conn, run, state)
-    if state.type is StateType.RUNNING and ctx.slots_to_take:
-        await limits_repo.take_slots(conn, ctx.slots_to_take, run.id, ctx.now)
-    if (
-        initial is not None
-        and initial.type is StateType.RUNNING
-        and state.type is not StateType.RUNNING
-    ):
-        await limits_repo.release_slots(conn, run.id, ctx.now)
-    if ctx.insert_into_cache:
-        await cache_repo.insert_cache_entry(conn, state, ctx.now)
-    return state, terms.caller_lease
+    if effects.take_slots:
+        await limits_repo.take_slots(conn, effects.take_slots, run.id, now)
+    if effects.release_slots:
+        await limits_repo.release_slots(conn, run.id, now)
+    if effects.insert_into_cache:
+        await cache_repo.insert_cache_entry(conn, state, now)

@@ -17,13 +17,9 @@ from taskrun_server.domain.history import HistoryInterval
 from taskrun_server.domain.names import generate_name
 from taskrun_server.domain.states import State, StateCreate, StateType
 from taskrun_server.domain.task_runs import TaskRun, TaskRunCreate
-from taskrun_server.orchestration.bookkeeping import (
-    apply_accepted_state,
-    materialize_state,
-    new_run_id,
-)
-from taskrun_server.orchestration.context import TransitionContext
-from taskrun_server.orchestration.rules import orchestrate
+from taskrun_server.orchestration.bookkeeping import new_run_id
+from taskrun_server.orchestration.decision import Facts, Proposal
+from taskrun_server.orchestration.policies import decide
 from taskrun_server.repository import concurrency_limits as limits_repo
 from taskrun_server.repository import history as history_repo
 from taskrun_server.repository import states as states_repo
@@ -53,19 +49,19 @@ class TaskRunService:
     async def create(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
         """Create a run, or return the one that has its key; the flag says which."""
         now = utcnow()
-        run = _new_task_run(request, now)
-        # The first state goes through the same machinery as SetTaskRunState, forced (no policy
-        # rules, as in the reference): the global bookkeeping fills the run's fields.
-        ctx = TransitionContext(
-            run=run,
-            initial=None,
-            proposed=request.state or StateCreate(type=StateType.PENDING),
-            now=now,
+        # The first state goes through the same `decide` as SetTaskRunState, with the minimal
+        # policy (no rules, as in the reference): the global bookkeeping fills the run's fields.
+        decision = decide(
+            Proposal(
+                run=_new_task_run(request, now),
+                proposed=request.state or StateCreate(type=StateType.PENDING),
+                now=now,
+                first=True,
+            ),
+            Facts(),
         )
-        orchestrate(ctx, rules=())
-        assert ctx.proposed is not None
-        first_state = materialize_state(ctx.proposed, run, now)
-        apply_accepted_state(run, None, first_state)
+        run, first_state = decision.run, decision.state
+        assert first_state is not None  # the minimal policy stores every first state
         async with self._autocommit.connect() as conn:
             try:
                 created = await runs_repo.insert_task_run(conn, run, first_state)
