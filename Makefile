@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/taskrun/v1/*.proto)
 NODE_BIN := node_modules/.bin
 
-.PHONY: install node-deps run test bench scale-out rolling-restart protos protos-check lint typecheck buf-lint check clean
+.PHONY: install node-deps run test bench conformance scale-out rolling-restart protos protos-check lint typecheck buf-lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test: install node-deps
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+## The same scenarios through a real Prefect 3.9.1 server and taskrun, compared field by field.
+## Installs Prefect into .conformance/prefect-venv on first use (not part of `make test`).
+conformance: install
+	$(BIN)/python -m conformance $(CONFORMANCE_ARGS)
+
 ## 1, 2 and 3 replicas behind nginx grpc_pass (needs Debian's nginx-light).
 scale-out: install
 	$(BIN)/python -m bench.scale_out $(SCALE_ARGS)
@@ -77,4 +82,4 @@ buf-lint: $(NODE_BIN)/buf
 check: lint typecheck buf-lint protos-check test
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .taskrun
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .taskrun .conformance
