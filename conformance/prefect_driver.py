@@ -10,7 +10,7 @@ from typing import Any
 
 from conformance import observation
 from conformance.observation import Observation
-from conformance.scenario import RunSpec, StateSpec
+from conformance.scenario import Query, RunSpec, StateSpec
 
 
 class PrefectError(Exception):
@@ -91,6 +91,7 @@ class PrefectDriver:
 
     def create(self, spec: RunSpec) -> Observation:
         body: dict[str, Any] = {
+            "name": f"{self.prefix}{spec.alias}",
             "task_key": f"{self.prefix}{spec.alias}",
             "dynamic_key": "0",
             "tags": [self.prefix + tag for tag in spec.tags],
@@ -125,6 +126,22 @@ class PrefectDriver:
             "delay": None if delay is None else round(float(delay)),
             "run": self.read(alias),
         }
+
+    def query(self, query: Query) -> Observation:
+        runs: dict[str, Any] = {"tags": {"all_": [f"{self.prefix}all"]}}
+        if query.states:
+            runs["state"] = {"type": {"any_": list(query.states)}}
+        if query.start_time_null is not None:
+            runs["start_time"] = {"is_null_": query.start_time_null}
+        if query.name_like is not None:
+            runs["name"] = {"like_": query.name_like}
+        body: dict[str, Any] = {"task_runs": runs, "sort": query.sort, "offset": query.offset}
+        if query.limit is not None:
+            body["limit"] = query.limit
+        found = self._call("POST", "/task_runs/filter", body)
+        count = self._call("POST", "/task_runs/count", {"task_runs": runs})
+        aliases = {run_id: alias for alias, run_id in self._runs.items()}
+        return {"runs": [aliases.get(run["id"], "?") for run in found], "count": count}
 
     def delete(self, alias: str) -> Observation:
         self._call("DELETE", f"/task_runs/{self._runs[alias]}")

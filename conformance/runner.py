@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from conformance.observation import Observation
-from conformance.scenario import Create, Delete, Propose, RunSpec, Scenario, SetFlowRun, StateSpec
+from conformance.scenario import (
+    Create,
+    Propose,
+    Query,
+    RunSpec,
+    Scenario,
+    SetFlowRun,
+    StateSpec,
+    Step,
+)
 
 
 class Driver(Protocol):
@@ -19,6 +28,7 @@ class Driver(Protocol):
     def create(self, spec: RunSpec) -> Observation: ...
     def propose(self, alias: str, spec: StateSpec, force: bool) -> Observation: ...
     def delete(self, alias: str) -> Observation: ...
+    def query(self, query: Query) -> Observation: ...
 
 
 def run_scenario(scenario: Scenario, driver: Driver) -> list[Observation]:
@@ -39,7 +49,7 @@ def run_scenario(scenario: Scenario, driver: Driver) -> list[Observation]:
     return seen
 
 
-def _apply(step: Create | Propose | SetFlowRun | Delete, driver: Driver) -> Observation:
+def _apply(step: Step, driver: Driver) -> Observation:
     if isinstance(step, Create):
         return driver.create(step.run)
     if isinstance(step, Propose):
@@ -47,4 +57,9 @@ def _apply(step: Create | Propose | SetFlowRun | Delete, driver: Driver) -> Obse
     if isinstance(step, SetFlowRun):
         driver.set_flow_run(step.type)
         return {}
+    if isinstance(step, Query):
+        found = driver.query(step)
+        if step.sort == "ID_DESC":  # Prefect's ids are random, taskrun's time-ordered
+            found["runs"] = sorted(found["runs"])
+        return found
     return driver.delete(step.alias)

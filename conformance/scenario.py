@@ -59,7 +59,20 @@ class Delete:
     alias: str = "run"
 
 
-Step = Create | Propose | SetFlowRun | Delete
+@dataclass(frozen=True)
+class Query:
+    """Read the scenario's runs (those tagged "all") through ReadTaskRuns and CountTaskRuns,
+    narrowed by state types, whether a start time is set, and a name pattern."""
+
+    states: tuple[str, ...] = ()
+    start_time_null: bool | None = None
+    name_like: str | None = None
+    sort: str = "ID_DESC"
+    limit: int | None = None
+    offset: int = 0
+
+
+Step = Create | Propose | SetFlowRun | Delete | Query
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from conformance.scenario import (
     Create,
     Delete,
     Propose,
+    Query,
     RunSpec,
     Scenario,
     SetFlowRun,
@@ -510,6 +511,33 @@ def duplicates() -> list[Scenario]:
     ]
 
 
+def reads() -> list[Scenario]:
+    """Filters, sorts, counts and paging over five runs in different states."""
+    population: tuple[Step, ...] = (
+        Create(RunSpec("a", StateSpec("COMPLETED"), tags=("all",))),
+        Create(RunSpec("b", StateSpec("SCHEDULED", scheduled_in=600), tags=("all",))),
+        Create(RunSpec("c", StateSpec("SCHEDULED", scheduled_in=60), tags=("all",))),
+        Create(RunSpec("d", StateSpec("RUNNING"), tags=("all", "x"))),
+        Create(RunSpec("e", StateSpec("FAILED"), tags=("all",))),
+    )
+    queries = {
+        "newest-first": Query(),
+        "by-state": Query(states=("SCHEDULED", "RUNNING")),
+        "not-started": Query(start_time_null=True, sort="NAME_ASC"),
+        "started": Query(start_time_null=False, sort="NAME_DESC"),
+        "expected-start-asc": Query(sort="EXPECTED_START_TIME_ASC"),
+        "expected-start-desc": Query(sort="EXPECTED_START_TIME_DESC"),
+        "next-scheduled": Query(sort="NEXT_SCHEDULED_START_TIME_ASC"),
+        "end-time-desc": Query(states=("COMPLETED", "FAILED", "RUNNING"), sort="END_TIME_DESC"),
+        "name-like": Query(name_like="%-d", sort="NAME_ASC"),
+        "page-two": Query(sort="NAME_ASC", limit=2, offset=2),
+    }
+    return [
+        Scenario("reads", name, (*population, query), flow_run_state="RUNNING")
+        for name, query in queries.items()
+    ]
+
+
 def all_scenarios() -> list[Scenario]:
     return [
         *matrix(),
@@ -523,4 +551,5 @@ def all_scenarios() -> list[Scenario]:
         *background(),
         *deletes(),
         *duplicates(),
+        *reads(),
     ]

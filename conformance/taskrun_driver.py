@@ -10,10 +10,11 @@ from google.protobuf import json_format
 
 from conformance import observation
 from conformance.observation import Observation
-from conformance.scenario import RunSpec, StateSpec
+from conformance.scenario import Query, RunSpec, StateSpec
 from taskrun.v1 import (
     concurrency_limits_pb2,
     concurrency_limits_pb2_grpc,
+    filters_pb2,
     resources_pb2,
     resources_pb2_grpc,
     state_pb2,
@@ -95,6 +96,7 @@ class TaskrunDriver:
 
     def create(self, spec: RunSpec) -> Observation:
         request = task_run_service_pb2.CreateTaskRunRequest(
+            name=f"{self.prefix}{spec.alias}",
             task_key=f"{self.prefix}{spec.alias}",
             dynamic_key="0",
             tags=[self.prefix + tag for tag in spec.tags],
@@ -133,6 +135,28 @@ class TaskrunDriver:
             "delay": None if delay is None else round(delay.total_seconds()),
             "run": self.read(alias),
         }
+
+    def query(self, query: Query) -> Observation:
+        runs = filters_pb2.TaskRunFilter(tags=filters_pb2.TagsFilter(all=[f"{self.prefix}all"]))
+        if query.states:
+            runs.state.type.any.extend(_type(name) for name in query.states)
+        if query.start_time_null is not None:
+            runs.start_time.is_null = query.start_time_null
+        if query.name_like is not None:
+            runs.name.like = query.name_like
+        request = task_run_service_pb2.ReadTaskRunsRequest(
+            task_runs=runs,
+            sort=filters_pb2.TaskRunSort.Value(f"TASK_RUN_SORT_{query.sort}"),
+            offset=query.offset,
+        )
+        if query.limit is not None:
+            request.limit = query.limit
+        found = self._runs.ReadTaskRuns(request).task_runs
+        count = self._runs.CountTaskRuns(
+            task_run_service_pb2.CountTaskRunsRequest(task_runs=runs)
+        ).count
+        aliases = {run_id: alias for alias, run_id in self._ids.items()}
+        return {"runs": [aliases.get(run.id, "?") for run in found], "count": count}
 
     def delete(self, alias: str) -> Observation:
         self._runs.DeleteTaskRun(

@@ -102,7 +102,10 @@ class Settings(BaseSettings):
     concurrency_slot_wait_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="WAIT delay when a tag's concurrency limit is full (the reference's default).",
+        description=(
+            "The longest WAIT for a full tag's slot; runs are told 2-3 s, drawn at random as the "
+            "reference does, or less when this is lower."
+        ),
     )
     lease_seconds: float = Field(
         default=30.0,
