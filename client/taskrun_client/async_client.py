@@ -63,6 +63,15 @@ class AsyncTaskRunClient:
         )
         return response
 
+    async def batch_create_task_runs(
+        self, items: list[pb.CreateTaskRunRequest]
+    ) -> list[pb.CreateTaskRunResponse]:
+        """Create up to 1,000 runs in one call, all or nothing; answers in request order."""
+        response = await self._call(
+            "BatchCreateTaskRuns", pb.BatchCreateTaskRunsRequest(requests=items)
+        )
+        return list(response.responses)
+
     async def read_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
         response = await self._call("ReadTaskRun", pb.ReadTaskRunRequest(task_run_id=task_run_id))
         return response.task_run  # type: ignore[no-any-return]

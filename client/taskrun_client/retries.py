@@ -21,6 +21,7 @@ SERVICES = (
 RETRY_SAFE = frozenset(
     {
         "CreateTaskRun",  # idempotent by (flow_run_id, task_key, dynamic_key)
+        "BatchCreateTaskRuns",  # idempotent the same way, item by item
         "ReadTaskRun",
         "ReadTaskRuns",
         "PaginateTaskRuns",

@@ -59,6 +59,13 @@ class TaskRunClient:
         )
         return response
 
+    def batch_create_task_runs(
+        self, items: list[pb.CreateTaskRunRequest]
+    ) -> list[pb.CreateTaskRunResponse]:
+        """Create up to 1,000 runs in one call, all or nothing; answers in request order."""
+        response = self._call("BatchCreateTaskRuns", pb.BatchCreateTaskRunsRequest(requests=items))
+        return list(response.responses)
+
     def read_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
         response = self._call("ReadTaskRun", pb.ReadTaskRunRequest(task_run_id=task_run_id))
         return response.task_run  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ from taskrun_server.observability.log_format import configure_logging
 from taskrun_server.security.transport import transport_for
 from taskrun_server.server import serve_until_signalled, start_server
 from taskrun_server.settings import Settings, get_settings
+from taskrun_server.worker_processes import supervise
 
 logger = logging.getLogger("taskrun_server")
 
@@ -33,7 +34,8 @@ loop could wait 5 ms for it. Measured with four concurrent 1.5 MB creates: healt
 and p99 98 ms at 5 ms; 2.4 and 48 ms at 0.5 ms."""
 
 
-async def _serve(settings: Settings) -> None:
+async def serve_forever(settings: Settings) -> None:
+    """One server process, until SIGTERM or SIGINT."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     # Refuse an insecure configuration before touching (or starting) any database.
     transport = transport_for(settings)
@@ -42,6 +44,25 @@ async def _serve(settings: Settings) -> None:
         await asyncio.to_thread(upgrade_to_head, url)
     running = await start_server(settings, url, transport)
     await serve_until_signalled(running, settings.grace_period_seconds)
+
+
+def serve_in_this_process(settings: Settings) -> None:
+    """A worker process's entry point (see worker_processes.py)."""
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve_forever(settings))
+
+
+def _serve_with_workers(settings: Settings) -> int:
+    """Several processes on one port (TASKRUN_WORKERS): checked, migrated once, supervised."""
+    if settings.port == 0:  # each worker would pick a port of its own
+        raise RuntimeError("TASKRUN_WORKERS above 1 needs a fixed TASKRUN_PORT, not 0")
+    transport_for(settings)  # refuse an insecure configuration before anything starts
+    url, embedded = resolve_database_url(settings)
+    if settings.migrate_on_start:
+        upgrade_to_head(url)
+    code = supervise(settings, url, serve_in_this_process)
+    del embedded  # an embedded Postgres lives until every worker has stopped
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
             url, _embedded = resolve_database_url(settings)
             upgrade_to_head(url)
             return
-        asyncio.run(_serve(settings))
+        if settings.workers > 1:
+            sys.exit(_serve_with_workers(settings))
+        asyncio.run(serve_forever(settings))
     except RuntimeError as error:  # configuration problems: say what to fix, no traceback
         parser.exit(2, f"taskrun-server: {error}\n")
 

@@ -140,6 +140,7 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
+            ("grpc.so_reuseport", 1),  # TASKRUN_WORKERS processes share the port
         ],
     )
     task_runs = TaskRunService(engine)

@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the gRPC server binds to.")
     port: int = Field(default=50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Server processes sharing the port (SO_REUSEPORT), each with its own pool, listener "
+            "and reaper: set it to the cores the replica may use. Needs a fixed port."
+        ),
+    )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate chain for TLS (with tls_key_file)."
     )

@@ -41,3 +41,17 @@ def test_blocking_errors_name_the_field(client: TaskRunClient) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "task_run_id",
     )
+
+
+def test_a_batch_is_created_in_one_call_and_an_invalid_item_is_named(
+    client: TaskRunClient,
+) -> None:
+    key = uuid.uuid4().hex
+    items = [pb.CreateTaskRunRequest(task_key=key, dynamic_key=str(i)) for i in range(3)]
+    answers = client.batch_create_task_runs(items)
+    assert [(a.task_run.dynamic_key, a.created) for a in answers] == [
+        ("0", True), ("1", True), ("2", True),
+    ]  # fmt: skip
+    with pytest.raises(TaskRunError) as caught:
+        client.batch_create_task_runs([*items, pb.CreateTaskRunRequest(task_key=key)])
+    assert caught.value.field == "requests[3].dynamic_key"

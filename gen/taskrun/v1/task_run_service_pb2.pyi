@@ -237,6 +237,52 @@ class CreateTaskRunResponse(_message.Message):
 Global___CreateTaskRunResponse: _TypeAlias = CreateTaskRunResponse  # noqa: Y015
 
 @_typing.final
+class BatchCreateTaskRunsRequest(_message.Message):
+    """BatchCreateTaskRunsRequest carries the task runs to create."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateTaskRunRequest]:
+        """At most 1,000, each as CreateTaskRun takes it."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___CreateTaskRunRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateTaskRunsRequest: _TypeAlias = BatchCreateTaskRunsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateTaskRunsResponse(_message.Message):
+    """BatchCreateTaskRunsResponse answers each request, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateTaskRunResponse]: ...
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___CreateTaskRunResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateTaskRunsResponse: _TypeAlias = BatchCreateTaskRunsResponse  # noqa: Y015
+
+@_typing.final
 class ReadTaskRunRequest(_message.Message):
     """ReadTaskRunRequest names a task run."""
 

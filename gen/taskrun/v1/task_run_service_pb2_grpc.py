@@ -41,6 +41,11 @@ class TaskRunServiceStub:
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunRequest.SerializeToString,
                 response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateTaskRuns = channel.unary_unary(
+                '/taskrun.v1.TaskRunService/BatchCreateTaskRuns',
+                request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsRequest.SerializeToString,
+                response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsResponse.FromString,
+                _registered_method=True)
         self.ReadTaskRun = channel.unary_unary(
                 '/taskrun.v1.TaskRunService/ReadTaskRun',
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.ReadTaskRunRequest.SerializeToString,
@@ -116,6 +121,16 @@ class TaskRunServiceServicer:
     def CreateTaskRun(self, request, context):
         """Creates a task run, or returns the existing one with the same
         (flow_run_id, task_key, dynamic_key). With no state it starts PENDING.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTaskRuns(self, request, context):
+        """Creates up to 1,000 task runs in one transaction, all or nothing (AIP-233): an invalid
+        item fails the whole call, its field named as `requests[i].field`, and nothing is stored.
+        An item whose key exists (in the database, or earlier in the same batch) answers the
+        existing run with created=false, as CreateTaskRun does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +241,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunRequest.FromString,
                     response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunResponse.SerializeToString,
             ),
+            'BatchCreateTaskRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTaskRuns,
+                    request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsRequest.FromString,
+                    response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsResponse.SerializeToString,
+            ),
             'ReadTaskRun': grpc.unary_unary_rpc_method_handler(
                     servicer.ReadTaskRun,
                     request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.ReadTaskRunRequest.FromString,
@@ -321,6 +341,33 @@ class TaskRunService:
             '/taskrun.v1.TaskRunService/CreateTaskRun',
             taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunRequest.SerializeToString,
             taskrun_dot_v1_dot_task__run__service__pb2.CreateTaskRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateTaskRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskrun.v1.TaskRunService/BatchCreateTaskRuns',
+            taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsRequest.SerializeToString,
+            taskrun_dot_v1_dot_task__run__service__pb2.BatchCreateTaskRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,12 @@ class TaskRunServiceStub:
     """Creates a task run, or returns the existing one with the same
     (flow_run_id, task_key, dynamic_key). With no state it starts PENDING.
     """
+    BatchCreateTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.BatchCreateTaskRunsRequest, _task_run_service_pb2.BatchCreateTaskRunsResponse]
+    """Creates up to 1,000 task runs in one transaction, all or nothing (AIP-233): an invalid
+    item fails the whole call, its field named as `requests[i].field`, and nothing is stored.
+    An item whose key exists (in the database, or earlier in the same batch) answers the
+    existing run with created=false, as CreateTaskRun does.
+    """
     ReadTaskRun: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ReadTaskRunRequest, _task_run_service_pb2.ReadTaskRunResponse]
     """Reads one task run."""
     ReadTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.ReadTaskRunsRequest, _task_run_service_pb2.ReadTaskRunsResponse]
@@ -85,6 +91,12 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     CreateTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.CreateTaskRunRequest, _task_run_service_pb2.CreateTaskRunResponse]  # type: ignore[assignment]
     """Creates a task run, or returns the existing one with the same
     (flow_run_id, task_key, dynamic_key). With no state it starts PENDING.
+    """
+    BatchCreateTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.BatchCreateTaskRunsRequest, _task_run_service_pb2.BatchCreateTaskRunsResponse]  # type: ignore[assignment]
+    """Creates up to 1,000 task runs in one transaction, all or nothing (AIP-233): an invalid
+    item fails the whole call, its field named as `requests[i].field`, and nothing is stored.
+    An item whose key exists (in the database, or earlier in the same batch) answers the
+    existing run with created=false, as CreateTaskRun does.
     """
     ReadTaskRun: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.ReadTaskRunRequest, _task_run_service_pb2.ReadTaskRunResponse]  # type: ignore[assignment]
     """Reads one task run."""
@@ -135,6 +147,18 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_run_service_pb2.CreateTaskRunResponse, _abc.Awaitable[_task_run_service_pb2.CreateTaskRunResponse]]:
         """Creates a task run, or returns the existing one with the same
         (flow_run_id, task_key, dynamic_key). With no state it starts PENDING.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateTaskRuns(
+        self,
+        request: _task_run_service_pb2.BatchCreateTaskRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.BatchCreateTaskRunsResponse, _abc.Awaitable[_task_run_service_pb2.BatchCreateTaskRunsResponse]]:
+        """Creates up to 1,000 task runs in one transaction, all or nothing (AIP-233): an invalid
+        item fails the whole call, its field named as `requests[i].field`, and nothing is stored.
+        An item whose key exists (in the database, or earlier in the same batch) answers the
+        existing run with created=false, as CreateTaskRun does.
         """
 
     @_abc_1.abstractmethod

@@ -329,6 +329,28 @@ def _parse_labels(msg: task_run_service_pb2.CreateTaskRunRequest) -> dict[str, o
     return labels
 
 
+MAX_BATCH_CREATE = 1000
+"""Items per BatchCreateTaskRuns: a thousand runs is one multi-row INSERT."""
+
+
+def parse_batch_create_request(
+    msg: task_run_service_pb2.BatchCreateTaskRunsRequest,
+) -> list[TaskRunCreate]:
+    """Every item parsed as CreateTaskRun parses it; an error names its item."""
+    if len(msg.requests) > MAX_BATCH_CREATE:
+        raise InvalidArgument(
+            f"at most {MAX_BATCH_CREATE} task runs per call, got {len(msg.requests)}", "requests"
+        )
+    parsed = []
+    for index, item in enumerate(msg.requests):
+        try:
+            parsed.append(parse_create_request(item))
+        except InvalidArgument as error:
+            field = f"requests[{index}].{error.field}" if error.field else f"requests[{index}]"
+            raise InvalidArgument(error.message, field) from None
+    return parsed
+
+
 def parse_create_request(msg: task_run_service_pb2.CreateTaskRunRequest) -> TaskRunCreate:
     return TaskRunCreate(
         id=parse_optional_id(msg.id, "id"),

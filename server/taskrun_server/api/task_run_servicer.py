@@ -22,6 +22,7 @@ from taskrun_server.api.task_run_codec import (
     delivery_to_proto,
     heartbeat_to_proto,
     history_to_proto,
+    parse_batch_create_request,
     parse_create_request,
     parse_heartbeat_request,
     parse_state_create,
@@ -49,6 +50,11 @@ from taskrun_server.service.task_runs import TaskRunService
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+OFFLOAD_BATCH_ITEMS = 50
+"""A batch larger than this is parsed and encoded on the heavy-work thread, whatever its bytes:
+a thousand small runs cost the loop tens of milliseconds otherwise."""
+
+
 class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     def __init__(
         self,
@@ -70,6 +76,22 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         run, created = await self._service.create(parsed)
         answer = await off_the_loop_if(heavy, task_run_to_proto, run, utcnow())
         return pb.CreateTaskRunResponse(task_run=answer, created=created)
+
+    async def BatchCreateTaskRuns(
+        self, request: pb.BatchCreateTaskRunsRequest, context: Context
+    ) -> pb.BatchCreateTaskRunsResponse:
+        heavy = request_is_large() or len(request.requests) > OFFLOAD_BATCH_ITEMS
+        parsed = await off_the_loop_if(heavy, parse_batch_create_request, request)
+        results = await self._service.create_many(parsed)
+        now = utcnow()
+
+        def encode() -> list[pb.CreateTaskRunResponse]:
+            return [
+                pb.CreateTaskRunResponse(task_run=task_run_to_proto(run, now), created=created)
+                for run, created in results
+            ]
+
+        return pb.BatchCreateTaskRunsResponse(responses=await off_the_loop_if(heavy, encode))
 
     async def ReadTaskRun(
         self, request: pb.ReadTaskRunRequest, context: Context

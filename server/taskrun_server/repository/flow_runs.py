@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
@@ -56,3 +57,13 @@ async def set_flow_run_state(
     )
     row = (await conn.execute(stmt)).mappings().one_or_none()
     return FlowRun(**row) if row is not None else None
+
+
+async def missing_flow_runs(
+    conn: AsyncConnection, flow_run_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these flow runs do not exist."""
+    if not flow_run_ids:
+        return set()
+    found = await conn.execute(select(flow_run.c.id).where(flow_run.c.id.in_(flow_run_ids)))
+    return set(flow_run_ids) - {row[0] for row in found}

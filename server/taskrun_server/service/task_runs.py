@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from taskrun_server.orchestration.bookkeeping import new_run_id
 from taskrun_server.orchestration.decision import Facts, Proposal
 from taskrun_server.orchestration.policies import decide
 from taskrun_server.repository import concurrency_limits as limits_repo
+from taskrun_server.repository import flow_runs as flow_runs_repo
 from taskrun_server.repository import history as history_repo
 from taskrun_server.repository import states as states_repo
 from taskrun_server.repository import task_runs as runs_repo
@@ -48,20 +50,7 @@ class TaskRunService:
 
     async def create(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
         """Create a run, or return the one that has its key; the flag says which."""
-        now = utcnow()
-        # The first state goes through the same `decide` as SetTaskRunState, with the minimal
-        # policy (no rules, as in the reference): the global bookkeeping fills the run's fields.
-        decision = decide(
-            Proposal(
-                run=_new_task_run(request, now),
-                proposed=request.state or StateCreate(type=StateType.PENDING),
-                now=now,
-                first=True,
-            ),
-            Facts(),
-        )
-        run, first_state = decision.run, decision.state
-        assert first_state is not None  # the minimal policy stores every first state
+        run, first_state = _first_state(request, utcnow())
         async with self._autocommit.connect() as conn:
             try:
                 created = await runs_repo.insert_task_run(conn, run, first_state)
@@ -75,6 +64,30 @@ class TaskRunService:
         if existing is None:  # deleted between our conflict and our read: rare, and retryable
             raise FailedPrecondition("the task run with this key was deleted concurrently; retry")
         return existing, False
+
+    async def create_many(self, requests: Sequence[TaskRunCreate]) -> list[tuple[TaskRun, bool]]:
+        """Create many runs in one transaction, all or nothing; each answer as `create` gives
+        it. An error names the item at fault as `requests[i]`."""
+        now = utcnow()
+        new = [_first_state(request, now) for request in requests]
+        async with self._engine.begin() as conn:
+            wanted = {r.flow_run_id for r in requests if r.flow_run_id is not None}
+            missing = await flow_runs_repo.missing_flow_runs(conn, wanted)
+            if missing:
+                index = next(i for i, r in enumerate(requests) if r.flow_run_id in missing)
+                raise NotFound(
+                    f"flow run {requests[index].flow_run_id} does not exist",
+                    f"requests[{index}].flow_run_id",
+                )
+            try:
+                inserted = await runs_repo.insert_task_runs(conn, new)
+            except IntegrityError as error:
+                raise _batch_create_error(error, requests) from None
+            keys = [_key(run) for run, _ in new if run.id not in inserted]
+            existing = await runs_repo.read_task_runs_by_keys(conn, keys)
+        return [
+            (run, True) if run.id in inserted else (existing[_key(run)], False) for run, _ in new
+        ]
 
     async def read(self, task_run_id: uuid.UUID) -> TaskRun:
         async with self._autocommit.connect() as conn:
@@ -186,6 +199,40 @@ def _new_task_run(request: TaskRunCreate, now: datetime) -> TaskRun:
         task_inputs=request.task_inputs,
         parameters=request.parameters,
     )
+
+
+def _first_state(request: TaskRunCreate, now: datetime) -> tuple[TaskRun, State]:
+    """A new run and its first state: through the same `decide` as SetTaskRunState, with the
+    minimal policy (no rules, as in the reference), so the bookkeeping fills the run's fields."""
+    decision = decide(
+        Proposal(
+            run=_new_task_run(request, now),
+            proposed=request.state or StateCreate(type=StateType.PENDING),
+            now=now,
+            first=True,
+        ),
+        Facts(),
+    )
+    assert decision.state is not None  # the minimal policy stores every first state
+    return decision.run, decision.state
+
+
+def _key(run: TaskRun) -> tuple[uuid.UUID | None, str, str]:
+    return run.flow_run_id, run.task_key, run.dynamic_key
+
+
+def _batch_create_error(error: IntegrityError, requests: Sequence[TaskRunCreate]) -> Exception:
+    """A client-chosen id taken by a run with another key, or a flow run deleted meanwhile."""
+    known = {
+        "task_run_flow_run_id_fkey": NotFound(
+            "a flow run named in the batch was deleted meanwhile; retry", "requests"
+        ),
+        "task_run_pkey": AlreadyExists(
+            "a client-chosen id in the batch is taken by a run with another key",
+            "requests",
+        ),
+    }
+    return translate_integrity_error(error, known) or error
 
 
 def _create_error(error: IntegrityError, request: TaskRunCreate) -> Exception:
