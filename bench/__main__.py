@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import statistics
 import time
 import uuid
@@ -20,9 +22,9 @@ import psycopg
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bench.dataset import load_task_runs
+from bench.dataset import churn, load_task_runs
 from bench.delivery import bench_delivery
-from bench.measure import Row, percentile
+from bench.measure import Row, ServerCpu, percentile
 from bench.overload import bench_health_under_maximal_requests
 from bench.server_process import bench_server
 from bench.workers import bench_end_to_end, bench_idle_subscribers, bench_kill_to_redelivery
@@ -33,11 +35,18 @@ pb = task_run_service_pb2
 
 
 async def measure(
-    name: str, call: Callable[[int], Awaitable[object]], *, total: int, concurrency: int
+    name: str,
+    call: Callable[[int], Awaitable[object]],
+    *,
+    total: int,
+    concurrency: int,
+    cpu: ServerCpu | None = None,
 ) -> Row:
-    """Run `total` calls from `concurrency` loops; latency per call, throughput overall."""
+    """Run `total` calls from `concurrency` loops; latency per call, throughput overall, and the
+    server CPU per call when `cpu` watches the server."""
     latencies: list[float] = []
     counter = iter(range(total))
+    cpu_before = cpu.seconds() if cpu is not None else math.nan
 
     async def worker() -> None:
         for i in counter:
@@ -48,15 +57,17 @@ async def measure(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_after = cpu.seconds() if cpu is not None else math.nan
     return Row(
         name=name,
         ops_per_second=total / elapsed,
         p50_ms=percentile(latencies, 0.5) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
+        server_cpu_ms=(cpu_after - cpu_before) * 1000 / total,
     )
 
 
-async def bench_state_changes(stub: Any, *, lives: int) -> list[Row]:
+async def bench_state_changes(stub: Any, *, lives: int, cpu: ServerCpu) -> list[Row]:
     """PENDING -> RUNNING -> COMPLETED for many runs; latency is per SetTaskRunState call."""
     rows: list[Row] = []
     running = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
@@ -85,6 +96,7 @@ async def bench_state_changes(stub: Any, *, lives: int) -> list[Row]:
                     latencies.append(time.perf_counter() - started)
                     assert answer.status == pb.SET_STATE_STATUS_ACCEPT, answer
 
+        cpu_before = cpu.seconds()
         started = time.perf_counter()
         await asyncio.gather(*(worker(runs, latencies) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -94,8 +106,39 @@ async def bench_state_changes(stub: Any, *, lives: int) -> list[Row]:
                 ops_per_second=len(latencies) / elapsed,
                 p50_ms=percentile(latencies, 0.5) * 1000,
                 p99_ms=percentile(latencies, 0.99) * 1000,
+                server_cpu_ms=(cpu.seconds() - cpu_before) * 1000 / len(latencies),
             )
         )
+    return rows
+
+
+async def bench_batch_creates(stub: Any, *, cpu: ServerCpu, batches: int = 20) -> list[Row]:
+    """BatchCreateTaskRuns with 1,000 runs a call; throughput and CPU per run, latency per call."""
+    rows: list[Row] = []
+    for concurrency in (1, 4):
+
+        async def create_batch(i: int, prefix: str = uuid.uuid4().hex[:8]) -> object:
+            return await stub.BatchCreateTaskRuns(
+                pb.BatchCreateTaskRunsRequest(
+                    requests=[
+                        pb.CreateTaskRunRequest(
+                            task_key="bench.batch", dynamic_key=f"{prefix}-{i}-{j}", tags=["bench"]
+                        )
+                        for j in range(1000)
+                    ]
+                )
+            )
+
+        per_call = await measure(
+            f"BatchCreateTaskRuns x1000 c={concurrency} (per run)",
+            create_batch,
+            total=batches,
+            concurrency=concurrency,
+            cpu=cpu,
+        )
+        per_call.ops_per_second *= 1000
+        per_call.server_cpu_ms /= 1000
+        rows.append(per_call)
     return rows
 
 
@@ -124,9 +167,10 @@ async def bench_workers(
     return rows
 
 
-async def run_round(runs: int, creates: int, only: str) -> list[Row]:
+async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Row]:
     rows: list[Row] = []
-    with bench_server() as server:
+    with bench_server(workers=workers) as server:
+        cpu = ServerCpu(server.pid)
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
             prefix = uuid.uuid4().hex[:8]
@@ -150,10 +194,12 @@ async def run_round(runs: int, creates: int, only: str) -> list[Row]:
                         create,
                         total=total,
                         concurrency=concurrency,
+                        cpu=cpu,
                     )
                 )
 
-            rows += await bench_state_changes(stub, lives=creates // 4)
+            rows += await bench_batch_creates(stub, cpu=cpu)
+            rows += await bench_state_changes(stub, lives=creates // 4, cpu=cpu)
             rows += await bench_delivery(stub, backlog=2000)
             rows += await bench_workers(stub, server.target, create)
 
@@ -184,21 +230,30 @@ async def run_round(runs: int, creates: int, only: str) -> list[Row]:
                     )
                 )
 
+            reads = (
+                ("ReadTaskRuns state+tag, limit 200", read),
+                ("CountTaskRuns state+tag", count),
+                ("TaskRunHistory 24 buckets", history),
+            )
             label = f"{runs // 1000}k runs"
-            for name, call in (
-                (f"ReadTaskRuns state+tag, limit 200 ({label})", read),
-                (f"CountTaskRuns state+tag ({label})", count),
-                (f"TaskRunHistory 24 buckets ({label})", history),
-            ):
-                await measure("warm-up", call, total=5, concurrency=1)
-                rows.append(await measure(name, call, total=100, concurrency=1))
+            for when in (f"{label}, loaded", f"{label}, +10k writes"):
+                if when.endswith("writes"):
+                    with psycopg.connect(libpq_url(server.database_url), autocommit=True) as conn:
+                        churn(conn, 10_000)
+                for name, call in reads:
+                    await measure("warm-up", call, total=5, concurrency=1)
+                    rows.append(
+                        await measure(f"{name} ({when})", call, total=100, concurrency=1, cpu=cpu)
+                    )
     return rows
 
 
-async def run_rounds(runs: int, creates: int, only: str, repeat: int) -> list[list[Row]]:
+async def run_rounds(
+    runs: int, creates: int, only: str, repeat: int, workers: int
+) -> list[list[Row]]:
     """Every round on one event loop: grpc.aio binds its completion queue to the first loop,
     and a second asyncio.run() floods stderr with "Event loop is closed"."""
-    return [await run_round(runs, creates, only) for _ in range(repeat)]
+    return [await run_round(runs, creates, only, workers) for _ in range(repeat)]
 
 
 def median_rows(rounds: list[list[Row]]) -> list[Row]:
@@ -208,6 +263,7 @@ def median_rows(rounds: list[list[Row]]) -> list[Row]:
             ops_per_second=statistics.median(r.ops_per_second for r in group),
             p50_ms=statistics.median(r.p50_ms for r in group),
             p99_ms=statistics.median(r.p99_ms for r in group),
+            server_cpu_ms=statistics.median(r.server_cpu_ms for r in group),
         )
         for group in zip(*rounds, strict=True)
     ]
@@ -216,11 +272,13 @@ def median_rows(rounds: list[list[Row]]) -> list[Row]:
 def print_table(rows: list[Row], repeat: int) -> None:
     width = max(len(r.name) for r in rows)
     print(f"\ntaskrun benchmark (median of {repeat} round{'s' if repeat > 1 else ''})")
-    print(f"{'operation':<{width}}  {'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}")
-    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}")
+    header = f"{'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}  {'server CPU ms/op':>16}"
+    print(f"{'operation':<{width}}  {header}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}  {'-' * 16}")
     for r in rows:
-        ops = "-" if r.ops_per_second != r.ops_per_second else f"{r.ops_per_second:.1f}"  # NaN
-        print(f"{r.name:<{width}}  {ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}")
+        ops = "-" if math.isnan(r.ops_per_second) else f"{r.ops_per_second:.1f}"
+        cpu = "-" if math.isnan(r.server_cpu_ms) else f"{r.server_cpu_ms:.2f}"
+        print(f"{r.name:<{width}}  {ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}  {cpu:>16}")
 
 
 def main() -> None:
@@ -231,8 +289,15 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("all", "workers"), default="all", help="workers: end to end only"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="server processes (TASKRUN_WORKERS); default: one per core",
+    )
     args = parser.parse_args()
-    rounds = asyncio.run(run_rounds(args.runs, args.creates, args.only, args.repeat))
+    rounds = asyncio.run(run_rounds(args.runs, args.creates, args.only, args.repeat, args.workers))
+    print(f"\nserver: {args.workers} process(es) (TASKRUN_WORKERS)")
     print_table(median_rows(rounds), args.repeat)
 
 

@@ -19,6 +19,7 @@ from devtools.server_processes import free_port, start_server_process, wait_unti
 class BenchServer:
     target: str
     database_url: str
+    pid: int
 
 
 def _admin_url() -> tuple[str, Any]:
@@ -50,10 +51,14 @@ class Replica:
 
 
 @contextmanager
-def replica(url: str, pool_size: int = 20, port: int | None = None) -> Iterator[Replica]:
-    """A server process on `url`; yields it and stops it with SIGTERM afterwards."""
+def replica(
+    url: str, pool_size: int = 20, port: int | None = None, workers: int = 1
+) -> Iterator[Replica]:
+    """A server (of `workers` processes) on `url`; yields it and stops it with SIGTERM after."""
     port = port or free_port()
-    process = start_server_process(url, port, migrate_on_start="false", db_pool_size=str(pool_size))
+    process = start_server_process(
+        url, port, migrate_on_start="false", db_pool_size=str(pool_size), workers=str(workers)
+    )
     try:
         target = f"127.0.0.1:{port}"
         wait_until_serving(target, time.monotonic() + 60)
@@ -64,7 +69,7 @@ def replica(url: str, pool_size: int = 20, port: int | None = None) -> Iterator[
 
 
 @contextmanager
-def bench_server(pool_size: int = 20) -> Iterator[BenchServer]:
-    """A migrated, empty database and a server process on it; both gone afterwards."""
-    with fresh_database() as url, replica(url, pool_size) as server:
-        yield BenchServer(target=server.target, database_url=url)
+def bench_server(pool_size: int = 20, workers: int = 1) -> Iterator[BenchServer]:
+    """A migrated, empty database and a server on it; both gone afterwards."""
+    with fresh_database() as url, replica(url, pool_size, workers=workers) as server:
+        yield BenchServer(target=server.target, database_url=url, pid=server.pid)
