@@ -269,16 +269,41 @@ def median_rows(rounds: list[list[Row]]) -> list[Row]:
     ]
 
 
+PREFECT_OPS_PER_SECOND = {
+    "CreateTaskRun c=1": 64.5,
+    "CreateTaskRun c=32": 72.8,
+    "SetTaskRunState c=1 (per change)": 69.7,
+    "SetTaskRunState c=32 (per change)": 63.6,
+    "ReadTaskRuns state+tag, limit 200": 14.0,
+    "CountTaskRuns state+tag": 26.2,
+    "TaskRunHistory 24 buckets": 6.0,
+}
+"""Prefect 3.9.1's REST server on this machine, same workloads and dataset, concurrency 1 for
+the reads (issue #12): the reference column. Batches compare with creates (Prefect has none)."""
+
+
+def prefect_reference(name: str) -> float:
+    for prefix, ops in PREFECT_OPS_PER_SECOND.items():
+        if name == prefix or name.startswith(prefix + " ("):
+            return ops
+    if name.startswith("BatchCreateTaskRuns"):
+        return PREFECT_OPS_PER_SECOND["CreateTaskRun c=32"]
+    return math.nan
+
+
 def print_table(rows: list[Row], repeat: int) -> None:
     width = max(len(r.name) for r in rows)
     print(f"\ntaskrun benchmark (median of {repeat} round{'s' if repeat > 1 else ''})")
-    header = f"{'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}  {'server CPU ms/op':>16}"
+    header = f"{'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}  {'server CPU ms/op':>16}  vs Prefect"
     print(f"{'operation':<{width}}  {header}")
-    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}  {'-' * 16}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}  {'-' * 16}  {'-' * 10}")
     for r in rows:
         ops = "-" if math.isnan(r.ops_per_second) else f"{r.ops_per_second:.1f}"
         cpu = "-" if math.isnan(r.server_cpu_ms) else f"{r.server_cpu_ms:.2f}"
-        print(f"{r.name:<{width}}  {ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}  {cpu:>16}")
+        ratio = r.ops_per_second / prefect_reference(r.name)
+        versus = "-" if math.isnan(ratio) else f"{ratio:.1f}x"
+        line = f"{ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}  {cpu:>16}  {versus:>10}"
+        print(f"{r.name:<{width}}  {line}")
 
 
 def main() -> None:
