@@ -46,10 +46,9 @@ from taskrun_server.domain.task_runs import (
     TaskRunInput,
     TaskRunPolicy,
 )
-from taskrun_server.orchestration.decision import SetStateStatus
+from taskrun_server.orchestration.decision import Decision, SetStateStatus
 from taskrun_server.repository.delivery import Delivery
 from taskrun_server.service.leases import Heartbeat, LeaseStatus
-from taskrun_server.service.orchestration import Transition
 
 # -- out: domain -> protobuf --------------------------------------------------------------------
 
@@ -379,19 +378,20 @@ _STATUS_TO_PROTO = {
 
 
 def transition_to_proto(
-    transition: Transition, now: datetime
+    decision: Decision, now: datetime
 ) -> task_run_service_pb2.SetTaskRunStateResponse:
-    details = task_run_service_pb2.OrchestrationDetails(reason=transition.reason or "")
-    if transition.delay is not None:
-        details.delay.CopyFrom(duration_to_proto(transition.delay))
-    run = task_run_to_proto(transition.run, now)
+    details = task_run_service_pb2.OrchestrationDetails(reason=decision.reason or "")
+    if decision.delay is not None:
+        details.delay.CopyFrom(duration_to_proto(decision.delay))
+    run = task_run_to_proto(decision.run, now)
     run.ClearField("state")  # the answer's `state` is the run's current state: never twice
+    current = decision.current_state
     return task_run_service_pb2.SetTaskRunStateResponse(
-        status=_STATUS_TO_PROTO[transition.status],
-        state=state_to_proto(transition.state) if transition.state is not None else None,
+        status=_STATUS_TO_PROTO[decision.status],
+        state=state_to_proto(current) if current is not None else None,
         details=details,
         task_run=run,
-        lease_id=_id(transition.lease_id),
+        lease_id=_id(decision.caller_lease),
     )
 
 

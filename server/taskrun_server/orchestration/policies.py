@@ -116,16 +116,18 @@ def policy_for(proposal: Proposal) -> Policy:
     return MINIMAL_TASK_POLICY if proposal.force else CORE_TASK_POLICY
 
 
-def _transition(proposal: Proposal) -> tuple[StateType | None, StateType]:
+def _rules_for(proposal: Proposal) -> list[Rule]:
+    """The proposal's policy's rules that apply to its transition, in order: chosen once, from
+    the transition as proposed, as the reference compiles them."""
     initial = proposal.initial
-    return (initial.type if initial is not None else None), proposal.proposed.type
+    initial_type = initial.type if initial is not None else None
+    return policy_for(proposal).rules_for(initial_type, proposal.proposed.type)
 
 
 def facts_needed(proposal: Proposal) -> frozenset[Fact]:
     """The facts the applicable rules read, less those that cannot matter for this run: no flow
     run without one, no limits without tags, no cache lookup without a key to look up."""
-    rules = policy_for(proposal).rules_for(*_transition(proposal))
-    needed = {fact for rule in rules for fact in rule.needs}
+    needed = {fact for rule in _rules_for(proposal) for fact in rule.needs}
     run, details = proposal.run, proposal.proposed.state_details
     if run.flow_run_id is None:
         needed.discard(Fact.FLOW_RUN)
@@ -159,8 +161,8 @@ def decide(
         rng=rng or _DEFAULT_RNG,
         proposed=proposal.proposed,
     )
-    for rule in policy_for(proposal).rules_for(*_transition(proposal)):
-        step = rule(step)
+    for rule in _rules_for(proposal):
+        step = rule.apply(step)  # already chosen for this transition: no second type check
         if step.status is not SetStateStatus.ACCEPT:
             break
     return _settle(step, leases)

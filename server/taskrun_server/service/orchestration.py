@@ -15,13 +15,12 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskrun_server.domain.errors import NotFound
-from taskrun_server.domain.states import State, StateCreate
+from taskrun_server.domain.states import StateCreate
 from taskrun_server.domain.task_runs import TaskRun
 from taskrun_server.orchestration.decision import (
     Decision,
@@ -30,7 +29,6 @@ from taskrun_server.orchestration.decision import (
     FlowRunFacts,
     OrchestrationSettings,
     Proposal,
-    SetStateStatus,
 )
 from taskrun_server.orchestration.leases import LeaseSettings, reap
 from taskrun_server.orchestration.policies import decide, facts_needed
@@ -42,19 +40,6 @@ from taskrun_server.repository import task_runs as runs_repo
 from taskrun_server.service.clock import utcnow
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True, frozen=True)
-class Transition:
-    """The answer to a proposal: what was decided, the state to adopt, the run after, and the
-    execution lease the caller holds from now on (None: none it may renew)."""
-
-    status: SetStateStatus
-    state: State | None
-    reason: str | None
-    delay: timedelta | None
-    run: TaskRun
-    lease_id: uuid.UUID | None = None
 
 
 class OrchestrationService:
@@ -77,7 +62,7 @@ class OrchestrationService:
         *,
         force: bool,
         lease_id: uuid.UUID | None = None,
-    ) -> Transition:
+    ) -> Decision:
         """Propose a state; `lease_id` is the caller's lease, checked first when given."""
         async with self._engine.begin() as conn:
             run = await runs_repo.lock_task_run(conn, task_run_id)
@@ -111,8 +96,8 @@ class OrchestrationService:
             reaping = reap(run, now, self._leases, self._rng)
             if reaping is None:
                 return 0
-            before = run.state_type  # the transition updates `run` in place
-            transition = await self._transition(
+            before = run.state_type
+            decision = await self._transition(
                 conn,
                 run,
                 reaping.proposal,
@@ -124,7 +109,7 @@ class OrchestrationService:
             "reaper: task run %s %s -> %s (%s)",
             task_run_id,
             before,
-            transition.run.state_type,
+            decision.run.state_type,
             reaping.proposal.message,
         )
         return 1
@@ -138,7 +123,7 @@ class OrchestrationService:
         force: bool,
         caller_lease: uuid.UUID | None,
         now: datetime,
-    ) -> Transition:
+    ) -> Decision:
         """Load the facts, decide and persist one proposal for a run locked by the caller."""
         proposal = Proposal(
             run=run, proposed=proposed, now=now, force=force, caller_lease=caller_lease
@@ -148,14 +133,7 @@ class OrchestrationService:
             proposal, facts, settings=self._settings, leases=self._leases, rng=self._rng
         )
         await _persist(conn, decision, now)
-        return Transition(
-            status=decision.status,
-            state=decision.current_state,
-            reason=decision.reason,
-            delay=decision.delay,
-            run=decision.run,
-            lease_id=decision.caller_lease,
-        )
+        return decision
 
 
 def _monotonic_now(run: TaskRun) -> datetime:
