@@ -58,9 +58,7 @@ def supervise(settings: Settings, database_url: str, serve: Callable[[Settings],
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()  # SIGTERM: the worker drains its calls, then exits
+        _terminate(workers)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -82,7 +80,12 @@ def _wait(workers: list[BaseProcess], stopping: threading.Event) -> int:
                 )
                 failed = True
                 stopping.set()
-                for other in workers:
-                    if other.is_alive():
-                        other.terminate()
+                _terminate(workers)
     return 1 if failed else 0
+
+
+def _terminate(workers: list[BaseProcess]) -> None:
+    """SIGTERM to every worker still running: each drains its calls, then exits."""
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
