@@ -16,18 +16,14 @@ from conformance.scenario import (
     StateSpec,
     Step,
 )
+from taskrun.v1 import state_pb2
 
-TYPES = (
-    "SCHEDULED",
-    "PENDING",
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "CRASHED",
-    "PAUSED",
-    "CANCELLING",
+TYPES = tuple(
+    value.name.removeprefix("STATE_TYPE_")
+    for value in state_pb2.StateType.DESCRIPTOR.values
+    if value.number != state_pb2.STATE_TYPE_UNSPECIFIED
 )
+"""Every state type, by the name both APIs use, in the contract's order."""
 TPID = "0b5e1d2c-0000-4000-8000-000000000001"
 PERSISTED = {"storage_key": "/results/abc", "serializer": {"type": "json"}}
 
