@@ -80,6 +80,86 @@ async def bench_throughput(stub: Any, subscribers: int, backlog: int) -> Row:
     )
 
 
+async def _queue(stub: Any, key: str, backlog: int) -> None:
+    """`backlog` runs of `key`, due now, created in batches."""
+    for start in range(0, backlog, 500):
+        await stub.BatchCreateTaskRuns(
+            pb.BatchCreateTaskRunsRequest(
+                requests=[
+                    pb.CreateTaskRunRequest(task_key=key, dynamic_key=str(i), state=_due_now())
+                    for i in range(start, min(start + 500, backlog))
+                ]
+            )
+        )
+
+
+async def bench_drain(stub: Any, backlog: int, prefetch: int = 500) -> Row:
+    """One subscriber drains a queue, settling (to PENDING) each run it receives in batches
+    of whatever has arrived (BatchSetTaskRunStates), two batches in flight at most, while it
+    keeps reading: how a worker empties a backlog. p50/p99: of the settling calls."""
+    key = f"bench.batchdrain.{uuid.uuid4().hex[:6]}"
+    await _queue(stub, key, backlog)
+    settled: list[float] = []
+    calls: list[float] = []
+    arrived: asyncio.Queue[str] = asyncio.Queue()
+    in_flight = asyncio.Semaphore(2)
+
+    async def settle(run_ids: list[str]) -> None:
+        try:
+            sent = time.perf_counter()
+            answer = await stub.BatchSetTaskRunStates(
+                pb.BatchSetTaskRunStatesRequest(
+                    requests=[
+                        pb.SetTaskRunStateRequest(task_run_id=i, state=PENDING) for i in run_ids
+                    ]
+                )
+            )
+            assert all(r.response.status == pb.SET_STATE_STATUS_ACCEPT for r in answer.results), (
+                answer
+            )
+            calls.append(time.perf_counter() - sent)
+            settled.extend([time.perf_counter()] * len(run_ids))
+        finally:
+            in_flight.release()
+
+    async def settler() -> None:
+        pending: set[asyncio.Task[None]] = set()
+        taken = 0
+        while taken < backlog:
+            run_ids = [await arrived.get()]
+            await in_flight.acquire()  # what arrives meanwhile joins this batch
+            while not arrived.empty() and len(run_ids) < 1000:
+                run_ids.append(arrived.get_nowait())
+            taken += len(run_ids)
+            task = asyncio.ensure_future(settle(run_ids))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+
+    call = stub.SubscribeScheduledTasks(
+        pb.SubscribeScheduledTasksRequest(task_keys=[key], client_id="bench", prefetch=prefetch)
+    )
+    started = time.perf_counter()
+    settling = asyncio.ensure_future(settler())
+    received = 0
+    try:
+        async for message in call:
+            arrived.put_nowait(message.task_run.id)
+            received += 1
+            if received >= backlog:
+                break
+        await settling
+    finally:
+        call.cancel()
+    elapsed = max(settled) - started
+    return Row(
+        name=f"Drain {backlog} queued runs, 1 subscriber, settled in batches",
+        ops_per_second=backlog / elapsed,
+        p50_ms=percentile(calls, 0.5) * 1000,
+        p99_ms=percentile(calls, 0.99) * 1000,
+    )
+
+
 async def bench_latency(stub: Any, subscribers: int, tasks: int, rate: float) -> Row:
     """Tasks due at once, created at `rate` per second while subscribers are idle."""
     key = f"bench.latency.{uuid.uuid4().hex[:6]}"
@@ -110,5 +190,6 @@ async def bench_latency(stub: Any, subscribers: int, tasks: int, rate: float) ->
 
 async def bench_delivery(stub: Any, backlog: int) -> list[Row]:
     rows = [await bench_throughput(stub, n, backlog) for n in (1, 8)]
+    rows.append(await bench_drain(stub, 1000))
     rows += [await bench_latency(stub, n, tasks=200, rate=50) for n in (1, 8)]
     return rows

@@ -31,6 +31,7 @@ RETRY_SAFE = frozenset(
         "ReadTaskRunState",
         "ReadTaskRunStates",
         "SetTaskRunState",  # only with a transition_id, which the client always sets
+        "BatchSetTaskRunStates",  # the same, proposal by proposal
         "HeartbeatTaskRuns",  # renewing a lease twice is renewing it
     }
 )
@@ -91,3 +92,17 @@ def settle_duplicate(response: pb.SetTaskRunStateResponse, transition_id: str) -
         and response.state.state_details.transition_id == transition_id
     ):
         response.status = pb.SET_STATE_STATUS_ACCEPT
+
+
+def with_transition_ids(request: pb.BatchSetTaskRunStatesRequest) -> list[str]:
+    """`with_transition_id` for every proposal of a batch."""
+    return [with_transition_id(item) for item in request.requests]
+
+
+def settle_duplicates(
+    response: pb.BatchSetTaskRunStatesResponse, transition_ids: list[str]
+) -> None:
+    """`settle_duplicate` for every answered proposal of a batch."""
+    for result, transition_id in zip(response.results, transition_ids, strict=True):
+        if result.HasField("response"):
+            settle_duplicate(result.response, transition_id)

@@ -16,7 +16,12 @@ from taskrun_client import requests
 from taskrun_client.channels import sync_channel
 from taskrun_client.config import ClientConfig
 from taskrun_client.errors import TaskRunError
-from taskrun_client.retries import settle_duplicate, with_transition_id
+from taskrun_client.retries import (
+    settle_duplicate,
+    settle_duplicates,
+    with_transition_id,
+    with_transition_ids,
+)
 
 
 class TaskRunClient:
@@ -113,6 +118,18 @@ class TaskRunClient:
         response: pb.SetTaskRunStateResponse = self._call("SetTaskRunState", request)
         settle_duplicate(response, transition_id)
         return response
+
+    def batch_set_task_run_states(
+        self, proposals: list[pb.SetTaskRunStateRequest]
+    ) -> list[pb.BatchSetTaskRunStateResult]:
+        """Propose states for up to 1,000 runs in one call, each orchestrated on its own; a
+        result per proposal, in order: its answer, or its own error (NOT_FOUND). Safe to retry:
+        every proposal carries a transition id."""
+        request = pb.BatchSetTaskRunStatesRequest(requests=proposals)
+        transition_ids = with_transition_ids(request)
+        response: pb.BatchSetTaskRunStatesResponse = self._call("BatchSetTaskRunStates", request)
+        settle_duplicates(response, transition_ids)
+        return list(response.results)
 
     def heartbeat_task_runs(self, leases: list[tuple[str, str]]) -> pb.HeartbeatTaskRunsResponse:
         """Renew the (task run id, lease id) pairs held; each result says HELD, CANCELLING or

@@ -47,6 +47,7 @@ from taskrun_server.orchestration.decision import OrchestrationSettings
 from taskrun_server.orchestration.leases import LeaseSettings, timeout_or_never
 from taskrun_server.security.tokens import TokenSet
 from taskrun_server.security.transport import TransportSecurity, transport_for
+from taskrun_server.service.coalescing import CoalescingSettings
 from taskrun_server.service.concurrency_limits import ConcurrencyLimitService
 from taskrun_server.service.delivery import DeliveryService, DeliverySettings
 from taskrun_server.service.leases import LeaseService
@@ -143,7 +144,10 @@ async def start_server(
             ("grpc.so_reuseport", 1),  # TASKRUN_WORKERS processes share the port
         ],
     )
-    task_runs = TaskRunService(engine)
+    coalescing = CoalescingSettings(
+        max_batch=settings.write_batch_size, max_in_flight=settings.write_transactions
+    )
+    task_runs = TaskRunService(engine, coalescing)
     resources = ResourceService(engine)
     lease_settings = _lease_settings(settings)
     orchestration = OrchestrationService(
@@ -152,6 +156,7 @@ async def start_server(
             concurrency_slot_wait_seconds=settings.concurrency_slot_wait_seconds,
         ),
         leases=lease_settings,
+        coalescing=coalescing,
     )
     listener = NotificationListener(database_url)
     delivery = DeliveryService(

@@ -71,6 +71,23 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         default=10, ge=0, description="Extra connections allowed under load."
     )
+    write_batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description=(
+            "Concurrent CreateTaskRun or SetTaskRunState calls that may share one transaction "
+            "(each still answered on its own). 1: every call its own transaction."
+        ),
+    )
+    write_transactions: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Write transactions of each kind (creates, state changes) a process runs at once; "
+            "calls arriving while they are busy wait and go together in the next."
+        ),
+    )
     health_check_seconds: float = Field(
         default=2.0,
         gt=0,

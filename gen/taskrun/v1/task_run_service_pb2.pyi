@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 from taskrun.v1 import filters_pb2 as _filters_pb2
 from taskrun.v1 import state_pb2 as _state_pb2
 from taskrun.v1 import task_run_pb2 as _task_run_pb2
@@ -1010,6 +1011,84 @@ class SetTaskRunStateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskRunStateResponse: _TypeAlias = SetTaskRunStateResponse  # noqa: Y015
+
+@_typing.final
+class BatchSetTaskRunStatesRequest(_message.Message):
+    """BatchSetTaskRunStatesRequest carries the proposals, in the order they are to be made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SetTaskRunStateRequest]:
+        """At most 1,000, each as SetTaskRunState takes it."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___SetTaskRunStateRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSetTaskRunStatesRequest: _TypeAlias = BatchSetTaskRunStatesRequest  # noqa: Y015
+
+@_typing.final
+class BatchSetTaskRunStatesResponse(_message.Message):
+    """BatchSetTaskRunStatesResponse answers each proposal, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchSetTaskRunStateResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchSetTaskRunStateResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSetTaskRunStatesResponse: _TypeAlias = BatchSetTaskRunStatesResponse  # noqa: Y015
+
+@_typing.final
+class BatchSetTaskRunStateResult(_message.Message):
+    """BatchSetTaskRunStateResult is the answer to one proposal of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def response(self) -> Global___SetTaskRunStateResponse:
+        """The proposal was orchestrated: ACCEPT, REJECT, WAIT or ABORT, as SetTaskRunState answers."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """The proposal could not be made: the status a lone SetTaskRunState would have failed with."""
+
+    def __init__(
+        self,
+        *,
+        response: Global___SetTaskRunStateResponse | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "response", b"response", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "response", b"response", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["response", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___BatchSetTaskRunStateResult: _TypeAlias = BatchSetTaskRunStateResult  # noqa: Y015
 
 @_typing.final
 class SubscribeScheduledTasksRequest(_message.Message):

@@ -101,6 +101,11 @@ class TaskRunServiceStub:
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
                 response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
                 _registered_method=True)
+        self.BatchSetTaskRunStates = channel.unary_unary(
+                '/taskrun.v1.TaskRunService/BatchSetTaskRunStates',
+                request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesRequest.SerializeToString,
+                response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesResponse.FromString,
+                _registered_method=True)
         self.SubscribeScheduledTasks = channel.unary_stream(
                 '/taskrun.v1.TaskRunService/SubscribeScheduledTasks',
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.SerializeToString,
@@ -214,6 +219,19 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchSetTaskRunStates(self, request, context):
+        """Proposes states for up to 1,000 task runs in one transaction. Each proposal is
+        orchestrated on its own, in request order, exactly as SetTaskRunState would orchestrate it
+        (a later proposal for the same run sees the outcome of an earlier one), and answered on its
+        own: with its SetTaskRunStateResponse, or with the error a lone call would have failed with
+        (NOT_FOUND for a run that does not exist). A malformed proposal fails the whole call with
+        INVALID_ARGUMENT naming `requests[i].field`, and nothing is stored. For workers that settle
+        and finish many runs at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubscribeScheduledTasks(self, request, context):
         """Streams background task runs (no flow run) that are SCHEDULED and due, for the given task
         keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
@@ -300,6 +318,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SetTaskRunState,
                     request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.FromString,
                     response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.SerializeToString,
+            ),
+            'BatchSetTaskRunStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSetTaskRunStates,
+                    request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesRequest.FromString,
+                    response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesResponse.SerializeToString,
             ),
             'SubscribeScheduledTasks': grpc.unary_stream_rpc_method_handler(
                     servicer.SubscribeScheduledTasks,
@@ -665,6 +688,33 @@ class TaskRunService:
             '/taskrun.v1.TaskRunService/SetTaskRunState',
             taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateRequest.SerializeToString,
             taskrun_dot_v1_dot_task__run__service__pb2.SetTaskRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSetTaskRunStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskrun.v1.TaskRunService/BatchSetTaskRunStates',
+            taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesRequest.SerializeToString,
+            taskrun_dot_v1_dot_task__run__service__pb2.BatchSetTaskRunStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,15 @@ class TaskRunServiceStub:
     """Proposes a new state for a task run. Orchestration rules may accept it, replace it (REJECT
     with the state to adopt), ask the client to try again later (WAIT) or refuse it (ABORT).
     """
+    BatchSetTaskRunStates: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.BatchSetTaskRunStatesRequest, _task_run_service_pb2.BatchSetTaskRunStatesResponse]
+    """Proposes states for up to 1,000 task runs in one transaction. Each proposal is
+    orchestrated on its own, in request order, exactly as SetTaskRunState would orchestrate it
+    (a later proposal for the same run sees the outcome of an earlier one), and answered on its
+    own: with its SetTaskRunStateResponse, or with the error a lone call would have failed with
+    (NOT_FOUND for a run that does not exist). A malformed proposal fails the whole call with
+    INVALID_ARGUMENT naming `requests[i].field`, and nothing is stored. For workers that settle
+    and finish many runs at once.
+    """
     SubscribeScheduledTasks: _grpc.UnaryStreamMultiCallable[_task_run_service_pb2.SubscribeScheduledTasksRequest, _task_run_service_pb2.SubscribeScheduledTasksResponse]
     """Streams background task runs (no flow run) that are SCHEDULED and due, for the given task
     keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
@@ -121,6 +130,15 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     SetTaskRunState: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.SetTaskRunStateRequest, _task_run_service_pb2.SetTaskRunStateResponse]  # type: ignore[assignment]
     """Proposes a new state for a task run. Orchestration rules may accept it, replace it (REJECT
     with the state to adopt), ask the client to try again later (WAIT) or refuse it (ABORT).
+    """
+    BatchSetTaskRunStates: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.BatchSetTaskRunStatesRequest, _task_run_service_pb2.BatchSetTaskRunStatesResponse]  # type: ignore[assignment]
+    """Proposes states for up to 1,000 task runs in one transaction. Each proposal is
+    orchestrated on its own, in request order, exactly as SetTaskRunState would orchestrate it
+    (a later proposal for the same run sees the outcome of an earlier one), and answered on its
+    own: with its SetTaskRunStateResponse, or with the error a lone call would have failed with
+    (NOT_FOUND for a run that does not exist). A malformed proposal fails the whole call with
+    INVALID_ARGUMENT naming `requests[i].field`, and nothing is stored. For workers that settle
+    and finish many runs at once.
     """
     SubscribeScheduledTasks: _aio.UnaryStreamMultiCallable[_task_run_service_pb2.SubscribeScheduledTasksRequest, _task_run_service_pb2.SubscribeScheduledTasksResponse]  # type: ignore[assignment]
     """Streams background task runs (no flow run) that are SCHEDULED and due, for the given task
@@ -249,6 +267,21 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_run_service_pb2.SetTaskRunStateResponse, _abc.Awaitable[_task_run_service_pb2.SetTaskRunStateResponse]]:
         """Proposes a new state for a task run. Orchestration rules may accept it, replace it (REJECT
         with the state to adopt), ask the client to try again later (WAIT) or refuse it (ABORT).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchSetTaskRunStates(
+        self,
+        request: _task_run_service_pb2.BatchSetTaskRunStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_run_service_pb2.BatchSetTaskRunStatesResponse, _abc.Awaitable[_task_run_service_pb2.BatchSetTaskRunStatesResponse]]:
+        """Proposes states for up to 1,000 task runs in one transaction. Each proposal is
+        orchestrated on its own, in request order, exactly as SetTaskRunState would orchestrate it
+        (a later proposal for the same run sees the outcome of an earlier one), and answered on its
+        own: with its SetTaskRunStateResponse, or with the error a lone call would have failed with
+        (NOT_FOUND for a run that does not exist). A malformed proposal fails the whole call with
+        INVALID_ARGUMENT naming `requests[i].field`, and nothing is stored. For workers that settle
+        and finish many runs at once.
         """
 
     @_abc_1.abstractmethod

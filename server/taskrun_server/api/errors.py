@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -61,6 +62,13 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     reference = uuid.uuid4().hex[:12]
     logger.error("unexpected error (ref %s)", reference, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error (ref {reference})"
+
+
+def rpc_status_for(error: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status a client sees for an exception, for answers that carry one per
+    item (a batch's results) rather than as the call's status."""
+    code, message = status_for(error)
+    return status_pb2.Status(code=code.value[0], message=message)
 
 
 @dataclass(frozen=True, slots=True)

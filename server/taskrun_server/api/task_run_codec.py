@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2
 from taskrun_server.api.wire import (
@@ -49,6 +50,10 @@ from taskrun_server.domain.task_runs import (
 from taskrun_server.orchestration.decision import Decision, SetStateStatus
 from taskrun_server.repository.delivery import Delivery
 from taskrun_server.service.leases import Heartbeat, LeaseStatus
+from taskrun_server.service.orchestration import StateProposal
+
+Item = TypeVar("Item")
+Parsed = TypeVar("Parsed")
 
 # -- out: domain -> protobuf --------------------------------------------------------------------
 
@@ -332,22 +337,51 @@ MAX_BATCH_CREATE = 1000
 """Items per BatchCreateTaskRuns: a thousand runs is one multi-row INSERT."""
 
 
-def parse_batch_create_request(
-    msg: task_run_service_pb2.BatchCreateTaskRunsRequest,
-) -> list[TaskRunCreate]:
-    """Every item parsed as CreateTaskRun parses it; an error names its item."""
-    if len(msg.requests) > MAX_BATCH_CREATE:
-        raise InvalidArgument(
-            f"at most {MAX_BATCH_CREATE} task runs per call, got {len(msg.requests)}", "requests"
-        )
+MAX_BATCH_SET_STATES = 1000
+"""Proposals per BatchSetTaskRunStates: one transaction, a few statements."""
+
+
+def parse_set_state_request(msg: task_run_service_pb2.SetTaskRunStateRequest) -> StateProposal:
+    task_run_id = parse_id(msg.task_run_id, "task_run_id")
+    if not msg.HasField("state"):
+        raise InvalidArgument("is required", "state")
+    return StateProposal(
+        task_run_id=task_run_id,
+        proposed=parse_state_create(msg.state, "state"),
+        force=msg.force,
+        lease_id=parse_optional_id(msg.lease_id, "lease_id"),
+    )
+
+
+def parse_batch_set_state_request(
+    msg: task_run_service_pb2.BatchSetTaskRunStatesRequest,
+) -> list[StateProposal]:
+    """Every proposal parsed as SetTaskRunState parses it; an error names its item."""
+    return _parse_items(msg.requests, MAX_BATCH_SET_STATES, "proposals", parse_set_state_request)
+
+
+def _parse_items(
+    items: Sequence[Item], most: int, what: str, parse: Callable[[Item], Parsed]
+) -> list[Parsed]:
+    """A batch's items, each parsed as its single call parses it, an error naming the item as
+    `requests[i].field`."""
+    if len(items) > most:
+        raise InvalidArgument(f"at most {most:,} {what} per call, got {len(items):,}", "requests")
     parsed = []
-    for index, item in enumerate(msg.requests):
+    for index, item in enumerate(items):
         try:
-            parsed.append(parse_create_request(item))
+            parsed.append(parse(item))
         except InvalidArgument as error:
             field = f"requests[{index}].{error.field}" if error.field else f"requests[{index}]"
             raise InvalidArgument(error.message, field) from None
     return parsed
+
+
+def parse_batch_create_request(
+    msg: task_run_service_pb2.BatchCreateTaskRunsRequest,
+) -> list[TaskRunCreate]:
+    """Every item parsed as CreateTaskRun parses it; an error names its item."""
+    return _parse_items(msg.requests, MAX_BATCH_CREATE, "task runs", parse_create_request)
 
 
 def parse_create_request(msg: task_run_service_pb2.CreateTaskRunRequest) -> TaskRunCreate:

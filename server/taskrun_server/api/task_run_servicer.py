@@ -10,6 +10,7 @@ import grpc
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun.v1 import task_run_service_pb2_grpc as pb_grpc
 from taskrun_server.api.answer_budget import within_budget
+from taskrun_server.api.errors import rpc_status_for
 from taskrun_server.api.filter_codec import (
     parse_limit,
     parse_offset,
@@ -23,9 +24,10 @@ from taskrun_server.api.task_run_codec import (
     heartbeat_to_proto,
     history_to_proto,
     parse_batch_create_request,
+    parse_batch_set_state_request,
     parse_create_request,
     parse_heartbeat_request,
-    parse_state_create,
+    parse_set_state_request,
     state_to_proto,
     task_run_to_proto,
     transition_to_proto,
@@ -33,7 +35,7 @@ from taskrun_server.api.task_run_codec import (
 from taskrun_server.api.wire import parse_duration, parse_timestamp
 from taskrun_server.domain.errors import InvalidArgument
 from taskrun_server.domain.history import MAX_HISTORY_BUCKETS
-from taskrun_server.domain.identifiers import parse_id, parse_optional_id
+from taskrun_server.domain.identifiers import parse_id
 from taskrun_server.domain.limits import (
     MAX_KEY_BYTES,
     MAX_NAME_BYTES,
@@ -213,19 +215,36 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     async def SetTaskRunState(
         self, request: pb.SetTaskRunStateRequest, context: Context
     ) -> pb.SetTaskRunStateResponse:
-        task_run_id = parse_id(request.task_run_id, "task_run_id")
-        if not request.HasField("state"):
-            raise InvalidArgument("is required", "state")
         heavy = request_is_large()
-        proposed = await off_the_loop_if(heavy, parse_state_create, request.state, "state")
+        proposal = await off_the_loop_if(heavy, parse_set_state_request, request)
         transition = await self._orchestration.set_state(
-            task_run_id,
-            proposed,
-            force=request.force,
-            lease_id=parse_optional_id(request.lease_id, "lease_id"),
+            proposal.task_run_id,
+            proposal.proposed,
+            force=proposal.force,
+            lease_id=proposal.lease_id,
         )
         heavy = heavy or carries_json(transition.run.parameters)
         return await off_the_loop_if(heavy, transition_to_proto, transition, utcnow())
+
+    async def BatchSetTaskRunStates(
+        self, request: pb.BatchSetTaskRunStatesRequest, context: Context
+    ) -> pb.BatchSetTaskRunStatesResponse:
+        heavy = request_is_large() or len(request.requests) > OFFLOAD_BATCH_ITEMS
+        proposals = await off_the_loop_if(heavy, parse_batch_set_state_request, request)
+        results = await self._orchestration.set_states(proposals)
+        now = utcnow()
+
+        def encode() -> pb.BatchSetTaskRunStatesResponse:
+            return pb.BatchSetTaskRunStatesResponse(
+                results=[
+                    pb.BatchSetTaskRunStateResult(error=rpc_status_for(result))
+                    if isinstance(result, Exception)
+                    else pb.BatchSetTaskRunStateResult(response=transition_to_proto(result, now))
+                    for result in results
+                ]
+            )
+
+        return await off_the_loop_if(heavy, encode)
 
     async def HeartbeatTaskRuns(
         self, request: pb.HeartbeatTaskRunsRequest, context: Context

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import RowMapping, delete, func, literal, select, update
+from sqlalchemy import RowMapping, bindparam, delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -71,6 +71,23 @@ async def release_slots(conn: AsyncConnection, run_id: uuid.UUID, now: datetime)
         .where(_c.active_slots.contains(_run_array(run_id)))
         .values(active_slots=func.array_remove(_c.active_slots, run_id), updated=now)
     )
+
+
+async def release_slots_of_runs(
+    conn: AsyncConnection, run_ids: Sequence[uuid.UUID], now: datetime
+) -> None:
+    """Free every slot these runs hold, under any limit: one statement for a batch."""
+    if len(run_ids) == 1:
+        await release_slots(conn, run_ids[0], now)
+        return
+    await conn.execute(_RELEASE_SLOTS_OF_RUNS, {"ids": list(run_ids), "now": now})
+
+
+_RELEASE_SLOTS_OF_RUNS = text(
+    "UPDATE concurrency_limit SET updated = :now, active_slots = ARRAY("
+    "SELECT slot FROM unnest(active_slots) AS slot WHERE slot <> ALL(:ids)) "
+    "WHERE active_slots && :ids"
+).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 
 
 async def upsert_limit(

@@ -39,6 +39,14 @@ async def read_flow_run(conn: AsyncConnection, flow_run_id: uuid.UUID) -> FlowRu
     return FlowRun(**row) if row is not None else None
 
 
+async def read_flow_runs(
+    conn: AsyncConnection, flow_run_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, FlowRun]:
+    """The flow runs of these ids that exist, by id."""
+    stmt = select(flow_run).where(flow_run.c.id.in_(list(flow_run_ids)))
+    return {row["id"]: FlowRun(**row) for row in (await conn.execute(stmt)).mappings()}
+
+
 async def set_flow_run_state(
     conn: AsyncConnection, flow_run_id: uuid.UUID, state_type: StateType, name: str, now: datetime
 ) -> FlowRun | None:

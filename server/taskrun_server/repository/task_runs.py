@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -24,6 +24,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -236,6 +237,73 @@ async def store_transition(conn: AsyncConnection, run: TaskRun, state: State) ->
     params |= {f"run_{name}": values[name] for name in _MUTABLE}
     params |= {f"state_{k}": v for k, v in state_values(state).items()}
     await conn.execute(_STORE_TRANSITION, params)
+
+
+def _build_store_transitions() -> TextClause:
+    """INSERT many states and UPDATE their runs' bookkeeping, in one statement of fixed text:
+    rows travel as two JSON arrays (see `_build_insert_many`)."""
+    state_columns = ", ".join(c.name for c in task_run_state.c)
+    assignments = ", ".join(f"{name} = r.{name}" for name in _MUTABLE)
+    return text(
+        f"WITH new_states AS (INSERT INTO task_run_state ({state_columns}) "
+        f"SELECT {state_columns} FROM jsonb_populate_recordset(NULL::task_run_state, "
+        "CAST(:states AS jsonb))) "
+        f"UPDATE task_run SET {assignments} "
+        "FROM jsonb_populate_recordset(NULL::task_run, CAST(:runs AS jsonb)) AS r "
+        "WHERE task_run.id = r.id"
+    )
+
+
+_STORE_TRANSITIONS = _build_store_transitions()
+
+
+async def store_transitions(conn: AsyncConnection, stored: Sequence[tuple[TaskRun, State]]) -> None:
+    """Write many states and their runs' bookkeeping in one statement. A run may appear once:
+    its row takes the values of the run given."""
+    if len(stored) == 1:
+        await store_transition(conn, *stored[0])
+        return
+    runs = [_mutable_values(run) for run, _ in stored]
+    states = [state_values(state) for _, state in stored]
+    await conn.execute(_STORE_TRANSITIONS, {"states": _json_rows(states), "runs": _json_rows(runs)})
+
+
+def _mutable_values(run: TaskRun) -> dict[str, object]:
+    values = task_run_values(run)
+    return {name: values[name] for name in ("id", *_MUTABLE)}
+
+
+_LOCK_TASK_RUNS = (
+    select(task_run)
+    .where(task_run.c.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
+    .order_by(task_run.c.id)
+)
+_CURRENT_STATES = (
+    select(task_run_state)
+    .join(task_run, task_run.c.state_id == task_run_state.c.id)
+    .where(task_run.c.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
+)
+
+
+async def lock_task_runs(
+    conn: AsyncConnection, task_run_ids: Collection[uuid.UUID], *, skip_locked: bool = False
+) -> dict[uuid.UUID, TaskRun]:
+    """Many runs, row-locked until commit, with their current states as of the lock, by id.
+    Runs that do not exist (or, with `skip_locked`, that another transaction holds) are absent.
+
+    Locked in id order, so two transactions locking overlapping sets cannot deadlock. The
+    states are read by a second statement, for the reason `lock_task_run` gives.
+    """
+    ids = sorted(set(task_run_ids))
+    locked = _LOCK_TASK_RUNS.with_for_update(skip_locked=skip_locked)
+    rows = (await conn.execute(locked, {"ids": ids})).mappings()
+    runs = {run.id: run for run in (task_run_from_row(row) for row in rows)}
+    if runs:
+        found = list(runs)
+        for row in (await conn.execute(_CURRENT_STATES, {"ids": found})).mappings():
+            state = state_from_row(row)
+            runs[state.task_run_id].state = state
+    return runs
 
 
 async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRun | None:

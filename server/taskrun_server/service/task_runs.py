@@ -9,10 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskrun_server.database.engine import autocommit_view
-from taskrun_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from taskrun_server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    TaskRunServiceError,
+)
 from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.history import HistoryInterval
 from taskrun_server.domain.names import generate_name
@@ -27,6 +32,7 @@ from taskrun_server.repository import history as history_repo
 from taskrun_server.repository import states as states_repo
 from taskrun_server.repository import task_runs as runs_repo
 from taskrun_server.service.clock import utcnow
+from taskrun_server.service.coalescing import Coalescer, CoalescingSettings
 from taskrun_server.service.database_errors import translate_integrity_error
 
 
@@ -44,12 +50,23 @@ class Page:
 class TaskRunService:
     """The task-run use cases, over one engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, coalescing: CoalescingSettings | None = None) -> None:
         self._engine = engine
         self._autocommit = autocommit_view(engine)
+        coalescing = coalescing or CoalescingSettings()
+        self._coalescer: Coalescer[TaskRunCreate, tuple[TaskRun, bool]] = Coalescer(
+            self._create_together,
+            max_batch=coalescing.max_batch,
+            max_in_flight=coalescing.max_in_flight,
+        )
 
     async def create(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
-        """Create a run, or return the one that has its key; the flag says which."""
+        """Create a run, or return the one that has its key; the flag says which. Concurrent
+        calls share a transaction, each answered (or refused) on its own."""
+        return await self._coalescer.submit(request)
+
+    async def _create_alone(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
+        """One statement in autocommit mode: a lone create costs one round trip."""
         run, first_state = _first_state(request, utcnow())
         async with self._autocommit.connect() as conn:
             try:
@@ -64,6 +81,28 @@ class TaskRunService:
         if existing is None:  # deleted between our conflict and our read: rare, and retryable
             raise FailedPrecondition("the task run with this key was deleted concurrently; retry")
         return existing, False
+
+    async def _create_together(
+        self, requests: Sequence[TaskRunCreate]
+    ) -> list[tuple[TaskRun, bool] | Exception]:
+        """Coalesced creates: one transaction, each answered as `create` answers it alone. A
+        run naming a missing flow run is refused on its own; any other integrity error fails
+        the batch, and the coalescer then tries each create alone for its own answer."""
+        if len(requests) == 1:
+            try:
+                return [await self._create_alone(requests[0])]
+            except TaskRunServiceError as error:
+                return [error]
+        now = utcnow()
+        async with self._engine.begin() as conn:
+            wanted = {r.flow_run_id for r in requests if r.flow_run_id is not None}
+            missing = await flow_runs_repo.missing_flow_runs(conn, wanted)
+            new = [_first_state(r, now) for r in requests if r.flow_run_id not in missing]
+            made = iter(await _insert_or_find(conn, new))
+        return [
+            _create_error_for_missing_flow_run(r) if r.flow_run_id in missing else next(made)
+            for r in requests
+        ]
 
     async def create_many(self, requests: Sequence[TaskRunCreate]) -> list[tuple[TaskRun, bool]]:
         """Create many runs in one transaction, all or nothing; each answer as `create` gives
@@ -80,14 +119,9 @@ class TaskRunService:
                     f"requests[{index}].flow_run_id",
                 )
             try:
-                inserted = await runs_repo.insert_task_runs(conn, new)
+                return await _insert_or_find(conn, new)
             except IntegrityError as error:
                 raise _batch_create_error(error, requests) from None
-            keys = [_key(run) for run, _ in new if run.id not in inserted]
-            existing = await runs_repo.read_task_runs_by_keys(conn, keys)
-        return [
-            (run, True) if run.id in inserted else (existing[_key(run)], False) for run, _ in new
-        ]
 
     async def read(self, task_run_id: uuid.UUID) -> TaskRun:
         async with self._autocommit.connect() as conn:
@@ -215,6 +249,21 @@ def _first_state(request: TaskRunCreate, now: datetime) -> tuple[TaskRun, State]
     )
     assert decision.state is not None  # the minimal policy stores every first state
     return decision.run, decision.state
+
+
+async def _insert_or_find(
+    conn: AsyncConnection, new: Sequence[tuple[TaskRun, State]]
+) -> list[tuple[TaskRun, bool]]:
+    """Insert new runs with their first states; a run whose key is taken (in the database, or
+    earlier in `new`) is answered with the run holding it, not created."""
+    inserted = await runs_repo.insert_task_runs(conn, new)
+    keys = [_key(run) for run, _ in new if run.id not in inserted]
+    existing = await runs_repo.read_task_runs_by_keys(conn, keys)
+    return [(run, True) if run.id in inserted else (existing[_key(run)], False) for run, _ in new]
+
+
+def _create_error_for_missing_flow_run(request: TaskRunCreate) -> NotFound:
+    return NotFound(f"flow run {request.flow_run_id} does not exist", "flow_run_id")
 
 
 def _key(run: TaskRun) -> tuple[uuid.UUID | None, str, str]:
