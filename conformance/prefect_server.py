@@ -30,9 +30,10 @@ def install() -> Path:
     if prefect.exists():
         return prefect
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    python = [str(VENV / "bin" / "python"), "-m", "pip"]
+    pip = [*python, "install", "--quiet"]
     subprocess.run(
-        [*pip[:-1], "download", "--quiet", "--no-deps", f"prefect=={VERSION}", "-d", str(WHEELS)],
+        [*python, "download", "--quiet", "--no-deps", f"prefect=={VERSION}", "-d", str(WHEELS)],
         check=True,
     )
     wheel = next(WHEELS.glob(f"prefect-{VERSION}-*.whl"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2
 from taskrun_server.api.wire import (
     check_finite,
+    duration_fields,
     duration_to_proto,
     parse_optional_timestamp,
     parse_state_type,
@@ -17,6 +18,7 @@ from taskrun_server.api.wire import (
     python_to_value,
     state_type_to_proto,
     struct_to_python,
+    time_fields,
     timestamp_to_proto,
     value_to_python,
 )
@@ -58,111 +60,121 @@ Parsed = TypeVar("Parsed")
 # -- out: domain -> protobuf --------------------------------------------------------------------
 
 
-def _id(value: uuid.UUID | None) -> str:
-    return str(value) if value is not None else ""
+def _id(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _details_fields(details: StateDetails) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "flow_run_id": _id(details.flow_run_id),
+        "task_run_id": _id(details.task_run_id),
+        "child_flow_run_id": _id(details.child_flow_run_id),
+        "scheduled_time": time_fields(details.scheduled_time),
+        "cache_key": details.cache_key,
+        "cache_expiration": time_fields(details.cache_expiration),
+        "untrackable_result": details.untrackable_result,
+        "pause_timeout": time_fields(details.pause_timeout),
+        "pause_reschedule": details.pause_reschedule,
+        "pause_key": details.pause_key,
+        "transition_id": _id(details.transition_id),
+        "task_parameters_id": _id(details.task_parameters_id),
+        "traceparent": details.traceparent,
+    }
+    for name in ("refresh_cache", "retriable", "deferred"):  # optional: false is not unset
+        value = getattr(details, name)
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 def state_details_to_proto(details: StateDetails) -> state_pb2.StateDetails:
-    msg = state_pb2.StateDetails(
-        flow_run_id=_id(details.flow_run_id),
-        task_run_id=_id(details.task_run_id),
-        child_flow_run_id=_id(details.child_flow_run_id),
-        scheduled_time=timestamp_to_proto(details.scheduled_time),
-        cache_key=details.cache_key or "",
-        cache_expiration=timestamp_to_proto(details.cache_expiration),
-        untrackable_result=details.untrackable_result,
-        pause_timeout=timestamp_to_proto(details.pause_timeout),
-        pause_reschedule=details.pause_reschedule,
-        pause_key=details.pause_key or "",
-        transition_id=_id(details.transition_id),
-        task_parameters_id=_id(details.task_parameters_id),
-        traceparent=details.traceparent or "",
-    )
-    for name in ("refresh_cache", "retriable", "deferred"):
-        value = getattr(details, name)
-        if value is not None:
-            setattr(msg, name, value)
-    return msg
+    return state_pb2.StateDetails(**_details_fields(details))
+
+
+def _state_fields(state: State) -> dict[str, Any]:
+    """A state without its data: a Value cannot be built from a dict (see `state_to_proto`)."""
+    return {
+        "id": str(state.id),
+        "type": state_type_to_proto(state.type),
+        "name": state.name,
+        "timestamp": time_fields(state.timestamp),
+        "message": state.message,
+        "state_details": _details_fields(state.state_details),
+    }
 
 
 def state_to_proto(state: State) -> state_pb2.State:
-    msg = state_pb2.State(
-        id=str(state.id),
-        type=state_type_to_proto(state.type),
-        name=state.name,
-        timestamp=timestamp_to_proto(state.timestamp),
-        message=state.message or "",
-        state_details=state_details_to_proto(state.state_details),
-    )
+    msg = state_pb2.State(**_state_fields(state))
     if state.data is not None:
         msg.data.CopyFrom(python_to_value(state.data))
     return msg
 
 
-def _policy_to_proto(policy: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
-    msg = task_run_pb2.TaskRunPolicy(
-        max_retries=policy.max_retries,
-        retry_delay_seconds=policy.retry_delay_seconds,
-        retry_delay=policy.retry_delay,
-    )
-    if policy.retries is not None:
-        msg.retries = policy.retries
-    if policy.retry_jitter_factor is not None:
-        msg.retry_jitter_factor = policy.retry_jitter_factor
-    if policy.heartbeat_timeout_seconds is not None:
-        msg.heartbeat_timeout_seconds = policy.heartbeat_timeout_seconds
-    if policy.execution_timeout_seconds is not None:
-        msg.execution_timeout_seconds = policy.execution_timeout_seconds
-    return msg
+def _policy_fields(policy: TaskRunPolicy) -> dict[str, Any]:
+    return {
+        "max_retries": policy.max_retries,
+        "retry_delay_seconds": policy.retry_delay_seconds,
+        "retry_delay": policy.retry_delay,
+        "retries": policy.retries,
+        "retry_jitter_factor": policy.retry_jitter_factor,
+        "heartbeat_timeout_seconds": policy.heartbeat_timeout_seconds,
+        "execution_timeout_seconds": policy.execution_timeout_seconds,
+    }
 
 
-def _input_to_proto(item: TaskRunInput) -> task_run_pb2.TaskRunInput:
+def _input_fields(item: TaskRunInput) -> dict[str, Any]:
     if item.kind == "task_run":
-        return task_run_pb2.TaskRunInput(task_run=task_run_pb2.TaskRunResultInput(id=item.value))
+        return {"task_run": {"id": item.value}}
     if item.kind == "parameter":
-        return task_run_pb2.TaskRunInput(parameter=task_run_pb2.ParameterInput(name=item.value))
-    return task_run_pb2.TaskRunInput(constant=task_run_pb2.ConstantInput(type=item.value))
+        return {"parameter": {"name": item.value}}
+    return {"constant": {"type": item.value}}
 
 
 def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
-    """The wire form of a run; `now` fixes the estimated fields, computed at read time."""
-    msg = task_run_pb2.TaskRun(
-        id=str(run.id),
-        created=timestamp_to_proto(run.created),
-        updated=timestamp_to_proto(run.updated),
-        name=run.name,
-        flow_run_id=_id(run.flow_run_id),
-        task_key=run.task_key,
-        dynamic_key=run.dynamic_key,
-        cache_key=run.cache_key or "",
-        cache_expiration=timestamp_to_proto(run.cache_expiration),
-        task_version=run.task_version or "",
-        empirical_policy=_policy_to_proto(run.empirical_policy),
-        tags=run.tags,
-        labels=python_to_struct(run.labels),
-        state_id=_id(run.state_id),
-        state_type=state_type_to_proto(run.state_type),
-        state_name=run.state_name or "",
-        run_count=run.run_count,
-        flow_run_run_count=run.flow_run_run_count,
-        expected_start_time=timestamp_to_proto(run.expected_start_time),
-        next_scheduled_start_time=timestamp_to_proto(run.next_scheduled_start_time),
-        start_time=timestamp_to_proto(run.start_time),
-        end_time=timestamp_to_proto(run.end_time),
-        total_run_time=duration_to_proto(run.total_run_time),
-        estimated_run_time=duration_to_proto(run.estimated_run_time(now)),
-        estimated_start_time_delta=duration_to_proto(run.estimated_start_time_delta(now)),
-        state=state_to_proto(run.state) if run.state is not None else None,
-        delivery_count=run.delivery_count,
-    )
+    """The wire form of a run; `now` fixes the estimated fields, computed at read time. Built
+    from one dict of constructor arguments: upb fills a whole tree in C from it, where setting
+    fields one message at a time cost several times more."""
+    lease = run.lease
+    fields: dict[str, Any] = {
+        "id": str(run.id),
+        "created": time_fields(run.created),
+        "updated": time_fields(run.updated),
+        "name": run.name,
+        "flow_run_id": _id(run.flow_run_id),
+        "task_key": run.task_key,
+        "dynamic_key": run.dynamic_key,
+        "cache_key": run.cache_key,
+        "cache_expiration": time_fields(run.cache_expiration),
+        "task_version": run.task_version,
+        "empirical_policy": _policy_fields(run.empirical_policy),
+        "tags": run.tags,
+        "labels": run.labels,
+        "state_id": _id(run.state_id),
+        "state_type": state_type_to_proto(run.state_type),
+        "state_name": run.state_name,
+        "run_count": run.run_count,
+        "flow_run_run_count": run.flow_run_run_count,
+        "expected_start_time": time_fields(run.expected_start_time),
+        "next_scheduled_start_time": time_fields(run.next_scheduled_start_time),
+        "start_time": time_fields(run.start_time),
+        "end_time": time_fields(run.end_time),
+        "total_run_time": duration_fields(run.total_run_time),
+        "estimated_run_time": duration_fields(run.estimated_run_time(now)),
+        "estimated_start_time_delta": duration_fields(run.estimated_start_time_delta(now)),
+        "state": _state_fields(run.state) if run.state is not None else None,
+        "delivery_count": run.delivery_count,
+        "lease_owner": lease.owner if lease is not None else None,
+        "lease_expires": time_fields(lease.expires_at) if lease is not None else None,
+        "task_inputs": {
+            name: {"inputs": [_input_fields(i) for i in inputs]}
+            for name, inputs in run.task_inputs.items()
+        },
+    }
+    msg = task_run_pb2.TaskRun(**fields)
     if run.parameters is not None:
         msg.parameters.CopyFrom(python_to_struct(run.parameters))
-    if run.lease is not None:
-        msg.lease_owner = run.lease.owner or ""
-        if run.lease.expires_at is not None:
-            msg.lease_expires.FromDatetime(run.lease.expires_at)
-    for name, inputs in run.task_inputs.items():
-        msg.task_inputs[name].inputs.extend(_input_to_proto(i) for i in inputs)
+    if run.state is not None and run.state.data is not None:
+        msg.state.data.CopyFrom(python_to_value(run.state.data))
     return msg
 
 
@@ -425,7 +437,7 @@ def transition_to_proto(
         state=state_to_proto(current) if current is not None else None,
         details=details,
         task_run=run,
-        lease_id=_id(decision.caller_lease),
+        lease_id=_id(decision.caller_lease) or "",
     )
 
 

@@ -41,6 +41,30 @@ def timestamp_to_proto(value: datetime | None) -> Timestamp | None:
     return ts
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+TimeFields = dict[str, int]
+"""A Timestamp or Duration as its constructor's keyword arguments: {"seconds", "nanos"}."""
+
+
+def time_fields(value: datetime | None) -> TimeFields | None:
+    """A Timestamp's fields, computed by integer arithmetic: the hot encoders build messages
+    from dicts, and Timestamp.FromDatetime (pure Python) was a tenth of a list read's CPU."""
+    if value is None:
+        return None
+    if value.tzinfo is None:  # naive means UTC, as Timestamp.FromDatetime reads it
+        value = value.replace(tzinfo=UTC)
+    since = value - _EPOCH
+    return {"seconds": since.days * 86_400 + since.seconds, "nanos": since.microseconds * 1000}
+
+
+def duration_fields(value: timedelta) -> TimeFields:
+    """A Duration's fields; seconds and nanos share the sign of the whole, as Duration wants."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    seconds = abs(micros) // 1_000_000 * (1 if micros >= 0 else -1)
+    return {"seconds": seconds, "nanos": (micros - seconds * 1_000_000) * 1000}
+
+
 def parse_timestamp(value: Timestamp, field: str) -> datetime:
     if not 0 <= value.nanos < 1_000_000_000:
         raise InvalidArgument("nanos must be in [0, 1e9)", field)

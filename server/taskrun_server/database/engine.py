@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+import orjson
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -19,10 +17,6 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An engine with a bounded pool.
 
@@ -34,7 +28,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         normalize_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        json_serializer=_dumps,
+        # orjson, not the standard library: JSON columns are a third of a list read's
+        # decoding and most of a batch insert's encoding.
+        json_serializer=orjson.dumps,
+        json_deserializer=orjson.loads,
     )
 
 

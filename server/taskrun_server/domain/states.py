@@ -80,15 +80,14 @@ class StateDetails:
         details = cls()
         if not data:
             return details
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            raw = data[f.name]
-            setattr(details, f.name, _decode_detail(f.name, raw))
+        for name, raw in data.items():  # the few keys stored, not every field: this is hot
+            if name in _DETAIL_NAME_SET:
+                setattr(details, name, _decode_detail(name, raw))
         return details
 
 
 _DETAIL_NAMES = tuple(f.name for f in fields(StateDetails))
+_DETAIL_NAME_SET = frozenset(_DETAIL_NAMES)
 _PLAIN_FLAGS = frozenset(f.name for f in fields(StateDetails) if f.default is False)
 """Flags that are false unless set: false is their absence."""
 _UUID_DETAILS = frozenset(
