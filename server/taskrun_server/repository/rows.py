@@ -20,7 +20,7 @@ state_columns_labelled: list[Label[Any]] = [
 def _optional(row: RowMapping, key: str) -> Any:
     """A column a query may leave out (list reads skip the bulky ones). Not `row.get`: on a
     missing key SQLAlchemy raises and catches inside, which cost more than the row itself."""
-    return row[key] if key in row else None
+    return row[key] if key in row else None  # noqa: SIM401
 
 
 def state_values(state: State) -> dict[str, Any]:
