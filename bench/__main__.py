@@ -222,6 +222,7 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                 return await stub.CountTaskRuns(pb.CountTaskRunsRequest(task_runs=state_and_tag))
 
             hour = Duration(seconds=3600)
+            team = filters_pb2.TaskRunFilter(tags=filters_pb2.TagsFilter(all=["team-3"]))
 
             async def history(_: int) -> object:
                 return await stub.TaskRunHistory(
@@ -230,10 +231,21 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                     )
                 )
 
+            async def history_of_team(_: int) -> object:
+                return await stub.TaskRunHistory(
+                    pb.TaskRunHistoryRequest(
+                        history_start=ts(start),
+                        history_end=ts(now),
+                        history_interval=hour,
+                        task_runs=team,
+                    )
+                )
+
             reads = (
                 ("ReadTaskRuns state+tag, limit 200", read),
                 ("CountTaskRuns state+tag", count),
                 ("TaskRunHistory 24 buckets", history),
+                ("TaskRunHistory 24 buckets, tag filter", history_of_team),
             )
             label = f"{runs // 1000}k runs"
             for when in (f"{label}, loaded", f"{label}, +10k writes"):
@@ -242,9 +254,16 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                         churn(conn, 10_000)
                 for name, call in reads:
                     await measure("warm-up", call, total=5, concurrency=1)
-                    rows.append(
-                        await measure(f"{name} ({when})", call, total=100, concurrency=1, cpu=cpu)
-                    )
+                    for concurrency in (1, 32):
+                        rows.append(
+                            await measure(
+                                f"{name} c={concurrency} ({when})",
+                                call,
+                                total=100 * (1 if concurrency == 1 else 2),
+                                concurrency=concurrency,
+                                cpu=cpu,
+                            )
+                        )
     return rows
 
 
@@ -274,12 +293,21 @@ PREFECT_OPS_PER_SECOND = {
     "CreateTaskRun c=32": 72.8,
     "SetTaskRunState c=1 (per change)": 69.7,
     "SetTaskRunState c=32 (per change)": 63.6,
-    "ReadTaskRuns state+tag, limit 200": 14.0,
-    "CountTaskRuns state+tag": 26.2,
-    "TaskRunHistory 24 buckets": 6.0,
+    "ReadTaskRuns state+tag, limit 200 c=1": 14.0,
+    "ReadTaskRuns state+tag, limit 200 c=32": 13.6,
+    "CountTaskRuns state+tag c=1": 26.2,
+    "CountTaskRuns state+tag c=32": 52.6,
+    "TaskRunHistory 24 buckets c=1": 6.0,
+    "TaskRunHistory 24 buckets c=32": 11.1,
+    "TaskRunHistory 24 buckets, tag filter c=1": 11.4,
+    "TaskRunHistory 24 buckets, tag filter c=32": 22.3,
+    "Drain 1000 queued runs, 1 subscriber, settled in batches": 2265.0,
+    "Submit->COMPLETED, 1 worker process(es) x 10": 7.1,
 }
-"""Prefect 3.9.1's REST server on this machine, same workloads and dataset, concurrency 1 for
-the reads (issue #12): the reference column. Batches compare with creates (Prefect has none)."""
+"""Prefect 3.9.1's REST server, same workloads and dataset (issue #12, measured in one sitting
+on the 2-core machine of that issue): the reference column. Batches compare with single
+creates (Prefect has none); the drain with Prefect's in-memory, unsettled one; end to end with
+Prefect's submit -> body start at concurrency 32, one worker of limit 10."""
 
 
 def prefect_reference(name: str) -> float:

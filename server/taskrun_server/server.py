@@ -54,6 +54,7 @@ from taskrun_server.service.leases import LeaseService
 from taskrun_server.service.orchestration import OrchestrationService
 from taskrun_server.service.reaper import Reaper
 from taskrun_server.service.resources import ResourceService
+from taskrun_server.service.tally_compactor import TallyCompactor
 from taskrun_server.service.task_runs import TaskRunService
 from taskrun_server.settings import Settings
 
@@ -83,6 +84,7 @@ class RunningServer:
     listener: NotificationListener
     delivery: DeliveryService
     reaper: Reaper
+    compactor: TallyCompactor
     admission: Admission
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
@@ -104,6 +106,7 @@ class RunningServer:
         elapsed = asyncio.get_running_loop().time() - started
         await self.server.stop(max((grace or 0.0) - elapsed, 0.5))
         await self.reaper.stop()
+        await self.compactor.stop()
         await self.listener.stop()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
@@ -169,6 +172,7 @@ async def start_server(
     )
     leases = LeaseService(engine, delivery_lease=delivery.lease, settings=lease_settings)
     reaper = Reaper(orchestration, settings.reaper_interval_seconds)
+    compactor = TallyCompactor(engine, settings.tally_compaction_seconds)
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
         TaskRunServicer(task_runs, orchestration, delivery, leases), server
     )
@@ -203,6 +207,7 @@ async def start_server(
     listener.start()
     delivery.start()
     reaper.start()
+    compactor.start()
     await server.start()
     health_reporter = DatabaseHealthReporter(
         health, engine, SERVICE_NAMES, settings.health_check_seconds
@@ -222,6 +227,7 @@ async def start_server(
         listener=listener,
         delivery=delivery,
         reaper=reaper,
+        compactor=compactor,
         admission=admission,
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,

@@ -162,6 +162,14 @@ class Settings(BaseSettings):
             "if it has retries left), for runs whose policy sets none. 0: no limit."
         ),
     )
+    tally_compaction_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How often the task-run tally (counts and history per hour, state and tags) folds in "
+            "its pending changes. Reads are exact either way; more pending changes, slower reads."
+        ),
+    )
     reaper_interval_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Enum,
@@ -10,6 +11,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     MetaData,
+    Numeric,
     SmallInteger,
     Table,
     Text,
@@ -168,6 +170,29 @@ log = Table(
     Column("task_run_id", UUID(as_uuid=True)),
 )
 
+
+def _tally(name: str) -> Table:
+    """Counts and history sums per (hour of expected start, state, tag set): migration 0005
+    says how the database keeps them. The delta table has the same columns and no key."""
+    return Table(
+        name,
+        metadata,
+        Column("hour", Timestamp),
+        Column("state_type", state_type_enum),
+        Column("state_name", Text),
+        Column("tags", Tags),
+        Column("runs", BigInteger, nullable=False),
+        Column("run_time", Numeric, nullable=False),
+        Column("running_since", Numeric, nullable=False),
+        Column("start_delay", Numeric, nullable=False),
+        Column("waiting", BigInteger, nullable=False),
+        Column("waiting_since", Numeric, nullable=False),
+    )
+
+
+task_run_tally = _tally("task_run_tally")
+task_run_tally_delta = _tally("task_run_tally_delta")
+
 __all__ = [
     "concurrency_limit",
     "deployment",
@@ -178,4 +203,6 @@ __all__ = [
     "task_run",
     "task_run_state",
     "task_run_state_cache",
+    "task_run_tally",
+    "task_run_tally_delta",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     Table,
     UnaryExpression,
     and_,
@@ -104,7 +105,7 @@ def _time_criteria(column: Column, f: TimeFilter | None, *, allow_null: bool = T
     return out
 
 
-def _state_criteria(table: Table, f: StateFilter | None) -> Criteria:
+def _state_criteria(table: FromClause, f: StateFilter | None) -> Criteria:
     if f is None:
         return []
     out: Criteria = []
@@ -190,6 +191,29 @@ def _related_criteria(query: TaskRunQuery) -> Criteria:
         )
         criteria += _named_resource_criteria(deployment, query.deployments)
     return [exists(select(literal(1)).select_from(source).where(*criteria))]
+
+
+def tallied_criteria(query: TaskRunQuery, tally: FromClause) -> Criteria | None:
+    """The query's criteria over the task-run tally's columns (state type, state name, tags),
+    or None when it filters on anything else: then only the runs themselves can answer."""
+    if query.flow_runs is not None or query.flows is not None or query.deployments is not None:
+        return None
+    f = query.task_runs
+    if f is None:
+        return []
+    c = task_run.c
+    elsewhere = [
+        *_id_criteria(c.id, f.id),
+        *_name_criteria(c.name, f.name),
+        *_time_criteria(c.start_time, f.start_time),
+        *_time_criteria(c.expected_start_time, f.expected_start_time, allow_null=False),
+        *_nullable_id_criteria(c.flow_run_id, f.flow_run_id),
+    ]
+    if elsewhere or f.subflow_runs_exist is not None:
+        return None
+    return _combine(
+        f.operator, [*_tags_criteria(tally.c.tags, f.tags), *_state_criteria(tally, f.state)]
+    )
 
 
 def task_run_where(query: TaskRunQuery) -> Criteria:

@@ -1,22 +1,28 @@
-"""Task-run history: one grouped query over the expected-start-time index."""
+"""Task-run history: from the tally for whole past hours, from the runs for the rest."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Integer,
     Interval,
+    Numeric,
     Select,
+    and_,
+    bindparam,
     case,
     func,
     literal,
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskrun_server.database.tables import task_run
@@ -28,7 +34,8 @@ from taskrun_server.domain.history import (
     clamped_sum,
 )
 from taskrun_server.domain.states import TERMINAL_TYPES, StateType
-from taskrun_server.repository.filters import task_run_where
+from taskrun_server.repository.filters import tallied_criteria, task_run_where
+from taskrun_server.repository.tally import epoch, tally_source
 
 _ZERO = literal(timedelta(0), Interval)
 
@@ -67,17 +74,76 @@ def bucket_count(start: datetime, end: datetime, interval: timedelta) -> int:
     return max(math.ceil((end - start) / interval), 0)
 
 
-def _history_statement(
-    query: TaskRunQuery, start: datetime, interval: timedelta, count: int, now: datetime
-) -> Select[Any]:
-    """One LATERAL subquery per bucket: each is a range scan of the expected-start-time index
+@dataclass(slots=True)
+class _Ranges:
+    """Stretches of expected start time, each belonging to one bucket, as three arrays."""
+
+    bucket: list[int] = field(default_factory=list)
+    lower: list[datetime] = field(default_factory=list)
+    upper: list[datetime] = field(default_factory=list)
+
+    def add(self, bucket: int, lower: datetime, upper: datetime) -> None:
+        if lower < upper:
+            self.bucket.append(bucket)
+            self.lower.append(lower)
+            self.upper.append(upper)
+
+    def params(self, prefix: str) -> dict[str, object]:
+        return {f"{prefix}_i": self.bucket, f"{prefix}_lo": self.lower, f"{prefix}_hi": self.upper}
+
+    def table(self, prefix: str) -> Any:
+        return (
+            func.unnest(
+                bindparam(f"{prefix}_i", type_=ARRAY(Integer)),
+                bindparam(f"{prefix}_lo", type_=ARRAY(DateTime(timezone=True))),
+                bindparam(f"{prefix}_hi", type_=ARRAY(DateTime(timezone=True))),
+            )
+            .table_valued("i", "lo", "hi")
+            .render_derived(name=prefix)
+        )
+
+
+def _split(
+    intervals: list[HistoryInterval], now: datetime, tallied: bool
+) -> tuple[_Ranges, _Ranges]:
+    """Which stretches of each bucket the tally answers and which the runs themselves: the
+    tally holds whole hours, and answers for the hours that are whole inside a bucket and over
+    before the current one (later ones have runs whose lateness grows with the time of the
+    query, not linearly); the rest, the runs."""
+    raw, hours = _Ranges(), _Ranges()
+    current_hour = _floor_hour(now)
+    for i, interval in enumerate(intervals):
+        low, high = interval.interval_start, interval.interval_end
+        first, last = _ceil_hour(low), min(_floor_hour(high), current_hour)
+        if not tallied or first >= last:
+            raw.add(i, low, high)
+            continue
+        raw.add(i, low, first)
+        hours.add(i, first, last)
+        raw.add(i, last, high)
+    return raw, hours
+
+
+def _floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(value: datetime) -> datetime:
+    floor = _floor_hour(value)
+    return floor if floor == value or floor >= _LAST_HOUR else floor + _HOUR
+
+
+_HOUR = timedelta(hours=1)
+_LAST_HOUR = _floor_hour(LAST_INSTANT)
+
+
+def _from_runs(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[Any]:
+    """One LATERAL subquery per stretch: each is a range scan of the expected-start-time index
     (index-only, thanks to its INCLUDE columns) feeding a small hash aggregate. Grouping all
     rows by a computed bucket instead makes Postgres misjudge the group count and sort."""
     c = task_run.c
-    buckets = func.generate_series(0, count - 1).table_valued("i").render_derived(name="bucket")
-    width = literal(interval, Interval)
-    bucket_start = literal(start, DateTime(timezone=True)) + buckets.c.i * width
-    per_bucket = (
+    stretch = ranges.table("raw")
+    per_stretch = (
         select(
             c.state_type,
             c.state_name,
@@ -88,15 +154,47 @@ def _history_statement(
             func.extract("epoch", func.sum(estimated_lateness(now))).label("lateness"),
         )
         .where(
-            c.expected_start_time >= bucket_start,
-            c.expected_start_time < bucket_start + width,
+            c.expected_start_time >= stretch.c.lo,
+            c.expected_start_time < stretch.c.hi,
             c.state_type.is_not(None),
             *task_run_where(query),
         )
         .group_by(c.state_type, c.state_name)
         .lateral("summary")
     )
-    return select(buckets.c.i, per_bucket).select_from(buckets).join(per_bucket, true())
+    return select(stretch.c.i, per_stretch).select_from(stretch).join(per_stretch, true())
+
+
+def _from_tally(
+    criteria: list[ColumnElement[bool]], source: Any, ranges: _Ranges, now: datetime
+) -> Select[Any]:
+    """The tally's hours per bucket, finished with the time of the query: RUNNING runs add the
+    time since they entered RUNNING, runs still waiting to start the time since they were
+    expected (all of it, as their hours are over)."""
+    t = source.c
+    stretch = ranges.table("tallied")
+    at = literal(epoch(now), Numeric)
+    runs = func.sum(t.runs)
+    running = case(
+        (t.state_type == StateType.RUNNING, runs * at - func.sum(t.running_since)), else_=0
+    )
+    return (
+        select(
+            stretch.c.i,
+            t.state_type,
+            t.state_name,
+            runs.label("count_runs"),
+            (func.sum(t.run_time) + running).label("run_time"),
+            (func.sum(t.start_delay) + func.sum(t.waiting) * at - func.sum(t.waiting_since)).label(
+                "lateness"
+            ),
+        )
+        .select_from(stretch)
+        .join(source, and_(t.hour >= stretch.c.lo, t.hour < stretch.c.hi))
+        .where(t.state_type.is_not(None), *criteria)
+        .group_by(stretch.c.i, t.state_type, t.state_name)
+        .having(runs != 0)
+    )
 
 
 async def task_run_history(
@@ -111,7 +209,9 @@ async def task_run_history(
     """Runs whose expected start time falls in each bucket, summarised by state.
 
     Buckets are [start + i*interval, start + (i+1)*interval) while they begin before `end`, as
-    in the reference; every bucket is returned, empty ones included, in order.
+    in the reference; every bucket is returned, empty ones included, in order. Whole past hours
+    come from the tally when the query filters on nothing but states and tags; the rest (and
+    everything, for other filters) from the runs.
     """
     count = bucket_count(start, end, interval)
     room = LAST_INSTANT - start  # a bucket that would end past the calendar ends with it
@@ -124,15 +224,30 @@ async def task_run_history(
     ]
     if count == 0:
         return intervals
-    rows = await conn.execute(_history_statement(query, start, interval, count, now))
-    for row in rows.mappings():
-        intervals[row["i"]].states.append(
+    source = tally_source()
+    criteria = tallied_criteria(query, source)
+    raw, hours = _split(intervals, now, tallied=criteria is not None)
+    sums: dict[tuple[int, StateType, str], list[float]] = {}
+    statements = []
+    if raw.bucket:
+        statements.append((_from_runs(query, raw, now), raw.params("raw")))
+    if hours.bucket and criteria is not None:
+        statements.append((_from_tally(criteria, source, hours, now), hours.params("tallied")))
+    for statement, params in statements:
+        for row in (await conn.execute(statement, params)).mappings():
+            key = (row["i"], row["state_type"], row["state_name"])
+            found = sums.setdefault(key, [0, 0.0, 0.0])
+            found[0] += int(row["count_runs"])
+            found[1] += _seconds(row["run_time"]) or 0.0
+            found[2] += _seconds(row["lateness"]) or 0.0
+    for (i, state_type, state_name), (runs, run_time, lateness) in sums.items():
+        intervals[i].states.append(
             HistoryState(
-                state_type=row["state_type"],
-                state_name=row["state_name"],
-                count_runs=int(row["count_runs"]),
-                sum_estimated_run_time=clamped_sum(_seconds(row["run_time"])),
-                sum_estimated_lateness=clamped_sum(_seconds(row["lateness"])),
+                state_type=state_type,
+                state_name=state_name,
+                count_runs=int(runs),
+                sum_estimated_run_time=clamped_sum(run_time),
+                sum_estimated_lateness=clamped_sum(lateness),
             )
         )
     order = {t: i for i, t in enumerate(StateType)}
