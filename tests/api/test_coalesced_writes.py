@@ -16,7 +16,8 @@ from taskrun.v1 import state_pb2 as T
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun.v1 import task_run_service_pb2_grpc
 from taskrun_server.database.tables import task_run
-from taskrun_server.server import RunningServer
+from taskrun_server.server import RunningServer, start_server
+from taskrun_server.settings import Settings
 from tests.factories import (
     FlowRunStub,
     FlowStub,
@@ -104,3 +105,45 @@ async def test_a_run_locked_elsewhere_holds_up_only_its_own_proposal(
         await holding.rollback()
     assert (await asyncio.wait_for(waiting, timeout=10)).status == pb.SET_STATE_STATUS_ACCEPT
     assert len(await history(task_runs, busy.id)) == 2
+
+
+@pytest.fixture
+async def second_replica(fresh_server: RunningServer, database_url: str) -> AsyncIterator[int]:
+    """Another server on the same database: its transactions wait for this one's locks."""
+    settings = Settings(database_url=database_url, host="127.0.0.1", port=0, metrics_port=0)
+    other = await start_server(settings, database_url)
+    yield other.port
+    await other.stop(grace=1.0)
+
+
+async def test_replicas_proposing_for_one_run_see_each_others_states(
+    task_runs: TaskRunStub, fresh_server: RunningServer, second_replica: int
+) -> None:
+    """Fifteen clients of each of two replicas propose RUNNING for one run at once. Each
+    replica's transaction that waited for the other's lock must orchestrate from the state the
+    other stored, not from its own older snapshot: the history stays one clean sequence."""
+    run = await create_run(task_runs)
+    ports = [fresh_server.port, second_replica] * 15
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        answers = await asyncio.gather(
+            *(
+                propose(
+                    task_run_service_pb2_grpc.TaskRunServiceStub(ch),
+                    run.id,
+                    state(T.STATE_TYPE_RUNNING),
+                )
+                for ch in channels
+            )
+        )
+    finally:
+        await asyncio.gather(*(ch.close() for ch in channels))
+    assert all(a.status == pb.SET_STATE_STATUS_ACCEPT for a in answers)
+    states = await history(task_runs, run.id)
+    assert len(states) == 31
+    times = [s.timestamp.ToDatetime() for s in states]
+    assert times == sorted(times)
+    final = (await task_runs.ReadTaskRun(pb.ReadTaskRunRequest(task_run_id=run.id))).task_run
+    assert final.run_count == 30 and final.state_id == states[-1].id
+    assert final.total_run_time.ToTimedelta() == times[-1] - times[1]
+    assert sorted(a.task_run.run_count for a in answers) == list(range(1, 31))

@@ -271,11 +271,30 @@ def _mutable_values(run: TaskRun) -> dict[str, object]:
     return {name: values[name] for name in ("id", *_MUTABLE)}
 
 
-_LOCK_TASK_RUNS = (
-    select(task_run)
-    .where(task_run.c.id == func.any(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
-    .order_by(task_run.c.id)
-)
+def _locking(*, skip_locked: bool) -> Select[tuple[object, ...]]:
+    """The runs named by `ids`, locked in id order, outer-joined to their current states.
+
+    The lock is taken in a subquery and the state joined outside it. A transaction that waited
+    for a lock gets the run's newest row (Postgres re-reads a locked row once its locker
+    commits) but reads other tables from its older snapshot: if the locker stored a new state,
+    the join finds nothing for it, and `lock_task_runs` reads those states again, in a statement
+    of its own (a new snapshot). Uncontended, one statement does it all.
+    """
+    ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+    locked = (
+        select(task_run)
+        .where(task_run.c.id == func.any(ids))
+        .order_by(task_run.c.id)
+        .with_for_update(skip_locked=skip_locked)
+        .subquery("locked")
+    )
+    states = task_run_state.c
+    return select(locked, *[c.label(f"{STATE_PREFIX}{c.name}") for c in states]).select_from(
+        locked.outerjoin(task_run_state, states.id == locked.c.state_id)
+    )
+
+
+_LOCK_TASK_RUNS = {skip: _locking(skip_locked=skip) for skip in (False, True)}
 _CURRENT_STATES = (
     select(task_run_state)
     .join(task_run, task_run.c.state_id == task_run_state.c.id)
@@ -288,17 +307,13 @@ async def lock_task_runs(
 ) -> dict[uuid.UUID, TaskRun]:
     """Many runs, row-locked until commit, with their current states as of the lock, by id.
     Runs that do not exist (or, with `skip_locked`, that another transaction holds) are absent.
-
-    Locked in id order, so two transactions locking overlapping sets cannot deadlock. The
-    states are read by a second statement, for the reason `lock_task_run` gives.
-    """
+    Locked in id order, so two transactions locking overlapping sets cannot deadlock."""
     ids = sorted(set(task_run_ids))
-    locked = _LOCK_TASK_RUNS.with_for_update(skip_locked=skip_locked)
-    rows = (await conn.execute(locked, {"ids": ids})).mappings()
+    rows = (await conn.execute(_LOCK_TASK_RUNS[skip_locked], {"ids": ids})).mappings()
     runs = {run.id: run for run in (task_run_from_row(row) for row in rows)}
-    if runs:
-        found = list(runs)
-        for row in (await conn.execute(_CURRENT_STATES, {"ids": found})).mappings():
+    unseen = [run.id for run in runs.values() if run.state_id is not None and run.state is None]
+    if unseen:  # we waited for a locker that stored a state our snapshot predates
+        for row in (await conn.execute(_CURRENT_STATES, {"ids": unseen})).mappings():
             state = state_from_row(row)
             runs[state.task_run_id].state = state
     return runs
