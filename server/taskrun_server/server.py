@@ -80,6 +80,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     engine: AsyncEngine
+    read_engine: AsyncEngine
     health: health_aio.HealthServicer
     listener: NotificationListener
     delivery: DeliveryService
@@ -111,6 +112,8 @@ class RunningServer:
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
@@ -127,6 +130,11 @@ async def start_server(
         settings.auth_tokens_file,
     )
     engine = create_engine(database_url, settings)
+    read_engine = (
+        create_engine(settings.read_database_url, settings)
+        if settings.read_database_url
+        else engine
+    )
     metrics = ServerMetrics()
     # The first is outermost: observability sees every status, refusals included.
     admission = Admission(
@@ -150,7 +158,7 @@ async def start_server(
     coalescing = CoalescingSettings(
         max_batch=settings.write_batch_size, max_in_flight=settings.write_transactions
     )
-    task_runs = TaskRunService(engine, coalescing)
+    task_runs = TaskRunService(engine, coalescing, read_engine=read_engine)
     resources = ResourceService(engine)
     lease_settings = _lease_settings(settings)
     orchestration = OrchestrationService(
@@ -223,6 +231,7 @@ async def start_server(
         server=server,
         port=port,
         engine=engine,
+        read_engine=read_engine,
         health=health,
         listener=listener,
         delivery=delivery,

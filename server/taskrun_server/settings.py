@@ -27,6 +27,14 @@ class Settings(BaseSettings):
             "Unset: an embedded Postgres is started in `data_dir`."
         ),
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description=(
+            "A Postgres hot standby of database_url for the list and aggregate reads "
+            "(ReadTaskRuns, PaginateTaskRuns, CountTaskRuns, TaskRunHistory), which then see the "
+            "primary as of the standby's replay lag. Unset: every read on the primary."
+        ),
+    )
     data_dir: Path = Field(
         default=Path(".taskrun/postgres"),
         description="Where the embedded Postgres keeps its files when no database_url is set.",

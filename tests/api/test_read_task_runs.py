@@ -8,9 +8,10 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from taskrun.v1 import filters_pb2 as f
-from taskrun.v1 import resources_pb2, state_pb2
+from taskrun.v1 import resources_pb2, state_pb2, task_run_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
 from tests.factories import (
     DeploymentStub,
@@ -26,6 +27,7 @@ from tests.factories import (
     state,
     ts,
 )
+from tests.subscriptions import Opener
 
 # Values outside the enums, which proto3 lets a client send and the server must refuse.
 UNKNOWN_OPERATOR: Any = 7
@@ -288,3 +290,66 @@ async def test_invalid_reads_name_the_field(
 ) -> None:
     call = task_runs.ReadTaskRuns(pb.ReadTaskRunsRequest(**request_fields))  # type: ignore[arg-type]
     await expect_status(call, grpc.StatusCode.INVALID_ARGUMENT, field)
+
+
+async def test_a_listed_run_reads_as_the_run_read_alone(
+    task_runs: TaskRunStub, subscriptions: Opener
+) -> None:
+    """Lists are encoded from rows as stored, single reads from the run orchestration holds:
+    field for field the same answer (the estimates, computed at read time, aside)."""
+    details = state_pb2.StateDetails(
+        scheduled_time=ts(now() - hours(1)),
+        cache_key="ck",
+        cache_expiration=ts(now() + hours(2)),
+        retriable=False,
+        refresh_cache=True,
+        pause_key="pk",
+        traceparent="00-abc-def-01",
+    )
+    made = await create_run(
+        task_runs,
+        task_key="listed",
+        name="everything",
+        cache_key="key",
+        cache_expiration=ts(now() + hours(1)),
+        task_version="v2",
+        tags=["a", "b"],
+        labels={"team": "x", "n": 3, "on": True},
+        task_inputs={
+            "x": task_run_pb2.TaskRunInputs(
+                inputs=[
+                    task_run_pb2.TaskRunInput(
+                        task_run=task_run_pb2.TaskRunResultInput(id=str(uuid.uuid4()))
+                    ),
+                    task_run_pb2.TaskRunInput(parameter=task_run_pb2.ParameterInput(name="p")),
+                    task_run_pb2.TaskRunInput(constant=task_run_pb2.ConstantInput(type="int")),
+                ]
+            )
+        },
+        empirical_policy=task_run_pb2.TaskRunPolicy(
+            retries=2, retry_delay=[1, 5], retry_jitter_factor=0.5, heartbeat_timeout_seconds=9
+        ),
+        parameters={"rows": [1, 2], "name": "n"},
+        state=state_pb2.StateCreate(
+            type=state_pb2.STATE_TYPE_SCHEDULED,
+            message="queued",
+            state_details=details,
+            data=struct_pb2.Value(string_value="payload"),
+        ),
+    )
+    delivery = await subscriptions("listed").receive()  # a lease, and a delivery count
+    assert delivery.task_run.id == made.id
+    alone = (await task_runs.ReadTaskRun(pb.ReadTaskRunRequest(task_run_id=made.id))).task_run
+    (listed,) = (
+        await task_runs.ReadTaskRuns(
+            pb.ReadTaskRunsRequest(
+                task_runs=f.TaskRunFilter(id=f.IdFilter(any=[made.id])),
+                view=pb.TASK_RUN_VIEW_FULL,
+            )
+        )
+    ).task_runs
+    for run in (alone, listed):
+        run.ClearField("estimated_run_time")
+        run.ClearField("estimated_start_time_delta")
+    assert listed == alone
+    assert alone.lease_owner and alone.delivery_count == 1 and alone.state.data.string_value

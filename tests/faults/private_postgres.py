@@ -19,11 +19,11 @@ from taskrun_server.database.embedded import start_embedded_postgres
 
 class PrivatePostgres:
     def __init__(self, data_dir: Path) -> None:
-        self.url, self._handle = start_embedded_postgres(data_dir)
+        self.url, self.handle = start_embedded_postgres(data_dir)
         self._data_dir = data_dir.resolve()
         # postmaster.pid: line 1 the pid, line 5 the socket directory.
         lines = (self._data_dir / "postmaster.pid").read_text().splitlines()
-        self._socket_dir = lines[4]
+        self.socket_dir = lines[4]
 
     def _postmaster_pid(self) -> int:
         return int((self._data_dir / "postmaster.pid").read_text().splitlines()[0])
@@ -52,10 +52,10 @@ class PrivatePostgres:
         pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
         command = [
             str(pg_ctl), "-D", str(self._data_dir), "-w",
-            "-o", '-h ""', "-o", f"-k {self._socket_dir}",
+            "-o", '-h ""', "-o", f"-k {self.socket_dir}",
             "-l", str(self._data_dir / "restart.log"), "start",
         ]  # fmt: skip
-        user: Any = getattr(self._handle, "system_user", None)
+        user: Any = getattr(self.handle, "system_user", None)
         if user:
             command = ["runuser", "-u", user, "--", *command]
         subprocess.run(command, check=True, timeout=60, capture_output=True)

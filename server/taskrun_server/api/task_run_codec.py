@@ -43,11 +43,14 @@ from taskrun_server.domain.limits import (
 )
 from taskrun_server.domain.states import State, StateCreate, StateDetails
 from taskrun_server.domain.task_runs import (
+    StoredTaskRun,
     TaskInputs,
     TaskRun,
     TaskRunCreate,
     TaskRunInput,
     TaskRunPolicy,
+    estimated_run_time,
+    estimated_start_time_delta,
 )
 from taskrun_server.orchestration.decision import Decision, SetStateStatus
 from taskrun_server.repository.delivery import Delivery
@@ -64,42 +67,16 @@ def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def _details_fields(details: StateDetails) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "flow_run_id": _id(details.flow_run_id),
-        "task_run_id": _id(details.task_run_id),
-        "child_flow_run_id": _id(details.child_flow_run_id),
-        "scheduled_time": time_fields(details.scheduled_time),
-        "cache_key": details.cache_key,
-        "cache_expiration": time_fields(details.cache_expiration),
-        "untrackable_result": details.untrackable_result,
-        "pause_timeout": time_fields(details.pause_timeout),
-        "pause_reschedule": details.pause_reschedule,
-        "pause_key": details.pause_key,
-        "transition_id": _id(details.transition_id),
-        "task_parameters_id": _id(details.task_parameters_id),
-        "traceparent": details.traceparent,
-    }
-    for name in ("refresh_cache", "retriable", "deferred"):  # optional: false is not unset
-        value = getattr(details, name)
-        if value is not None:
-            fields[name] = value
-    return fields
-
-
-def state_details_to_proto(details: StateDetails) -> state_pb2.StateDetails:
-    return state_pb2.StateDetails(**_details_fields(details))
-
-
 def _state_fields(state: State) -> dict[str, Any]:
-    """A state without its data: a Value cannot be built from a dict (see `state_to_proto`)."""
+    """A state without its data: a Value cannot be built from a dict (see `state_to_proto`).
+    Its details go through their stored form, as a listed run's do: one encoder for both."""
     return {
         "id": str(state.id),
         "type": state_type_to_proto(state.type),
         "name": state.name,
         "timestamp": time_fields(state.timestamp),
         "message": state.message,
-        "state_details": _details_fields(state.state_details),
+        "state_details": _stored_details_fields(state.state_details.to_json()),
     }
 
 
@@ -110,31 +87,51 @@ def state_to_proto(state: State) -> state_pb2.State:
     return msg
 
 
-def _policy_fields(policy: TaskRunPolicy) -> dict[str, Any]:
+_POLICY_FIELDS = frozenset(task_run_pb2.TaskRunPolicy.DESCRIPTOR.fields_by_name)
+_DETAIL_FIELDS = frozenset(state_pb2.StateDetails.DESCRIPTOR.fields_by_name)
+_DETAIL_TIMES = frozenset({"scheduled_time", "cache_expiration", "pause_timeout"})
+_INPUT_KEYS = {"task_run": "id", "parameter": "name", "constant": "type"}
+
+
+def _stored_details_fields(stored: dict[str, Any]) -> dict[str, Any]:
+    """State details as stored (JSON: ids as text, times in ISO 8601) to message fields; keys a
+    newer server stored and this one does not know are left out."""
+    fields: dict[str, Any] = {}
+    for name, value in stored.items():
+        if name in _DETAIL_TIMES:
+            fields[name] = time_fields(datetime.fromisoformat(value))
+        elif name in _DETAIL_FIELDS:
+            fields[name] = value
+    return fields
+
+
+def _stored_inputs_fields(stored: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
     return {
-        "max_retries": policy.max_retries,
-        "retry_delay_seconds": policy.retry_delay_seconds,
-        "retry_delay": policy.retry_delay,
-        "retries": policy.retries,
-        "retry_jitter_factor": policy.retry_jitter_factor,
-        "heartbeat_timeout_seconds": policy.heartbeat_timeout_seconds,
-        "execution_timeout_seconds": policy.execution_timeout_seconds,
+        name: {
+            "inputs": [
+                {i["input_type"]: {_INPUT_KEYS[i["input_type"]]: i[_INPUT_KEYS[i["input_type"]]]}}
+                for i in inputs
+            ]
+        }
+        for name, inputs in stored.items()
     }
 
 
-def _input_fields(item: TaskRunInput) -> dict[str, Any]:
-    if item.kind == "task_run":
-        return {"task_run": {"id": item.value}}
-    if item.kind == "parameter":
-        return {"parameter": {"name": item.value}}
-    return {"constant": {"type": item.value}}
-
-
-def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
-    """The wire form of a run; `now` fixes the estimated fields, computed at read time. Built
-    from one dict of constructor arguments: upb fills a whole tree in C from it, where setting
-    fields one message at a time cost several times more."""
-    lease = run.lease
+def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskRun:
+    """The wire form of a run, from the run as stored; `now` fixes the estimated fields,
+    computed at read time. Built from one dict of constructor arguments: upb fills the whole
+    tree in C from it, where setting fields one message at a time cost several times more."""
+    state: dict[str, Any] | None = None
+    if run.state_id is not None:
+        state = {
+            "id": str(run.state_id),
+            "type": state_type_to_proto(run.state_type),
+            "name": run.state_name,
+            "timestamp": time_fields(run.state_timestamp),
+            "message": run.state_message,
+            "state_details": _stored_details_fields(run.state_details or {}),
+        }
+    leased = run.lease_id is not None
     fields: dict[str, Any] = {
         "id": str(run.id),
         "created": time_fields(run.created),
@@ -146,9 +143,12 @@ def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
         "cache_key": run.cache_key,
         "cache_expiration": time_fields(run.cache_expiration),
         "task_version": run.task_version,
-        "empirical_policy": _policy_fields(run.empirical_policy),
+        "empirical_policy": {
+            k: v for k, v in run.empirical_policy.items() if k in _POLICY_FIELDS and v is not None
+        },
         "tags": run.tags,
         "labels": run.labels,
+        "task_inputs": _stored_inputs_fields(run.task_inputs),
         "state_id": _id(run.state_id),
         "state_type": state_type_to_proto(run.state_type),
         "state_name": run.state_name,
@@ -159,23 +159,28 @@ def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
         "start_time": time_fields(run.start_time),
         "end_time": time_fields(run.end_time),
         "total_run_time": duration_fields(run.total_run_time),
-        "estimated_run_time": duration_fields(run.estimated_run_time(now)),
-        "estimated_start_time_delta": duration_fields(run.estimated_start_time_delta(now)),
-        "state": _state_fields(run.state) if run.state is not None else None,
+        "estimated_run_time": duration_fields(
+            estimated_run_time(run.state_type, run.state_timestamp, run.total_run_time, now)
+        ),
+        "estimated_start_time_delta": duration_fields(
+            estimated_start_time_delta(run.expected_start_time, run.start_time, run.state_type, now)
+        ),
+        "state": state,
         "delivery_count": run.delivery_count,
-        "lease_owner": lease.owner if lease is not None else None,
-        "lease_expires": time_fields(lease.expires_at) if lease is not None else None,
-        "task_inputs": {
-            name: {"inputs": [_input_fields(i) for i in inputs]}
-            for name, inputs in run.task_inputs.items()
-        },
+        "lease_owner": run.lease_owner if leased else None,
+        "lease_expires": time_fields(run.lease_expires_at) if leased else None,
     }
     msg = task_run_pb2.TaskRun(**fields)
     if run.parameters is not None:
         msg.parameters.CopyFrom(python_to_struct(run.parameters))
-    if run.state is not None and run.state.data is not None:
-        msg.state.data.CopyFrom(python_to_value(run.state.data))
+    if run.state_data is not None and state is not None:
+        msg.state.data.CopyFrom(python_to_value(run.state_data))
     return msg
+
+
+def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
+    """The wire form of a run, through its stored form: one encoder for every answer."""
+    return stored_run_to_proto(run.stored(), now)
 
 
 def history_to_proto(

@@ -29,6 +29,7 @@ from taskrun_server.api.task_run_codec import (
     parse_heartbeat_request,
     parse_set_state_request,
     state_to_proto,
+    stored_run_to_proto,
     task_run_to_proto,
     transition_to_proto,
 )
@@ -117,7 +118,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             bulky=_wants_everything(request.view),
         )
         now = utcnow()
-        fitting, truncated = within_budget(task_run_to_proto(r, now) for r in runs)
+        fitting, truncated = within_budget(stored_run_to_proto(r, now) for r in runs)
         return pb.ReadTaskRunsResponse(task_runs=fitting, truncated=truncated)
 
     async def PaginateTaskRuns(
@@ -131,7 +132,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             bulky=_wants_everything(request.view),
         )
         now = utcnow()
-        fitting, truncated = within_budget(task_run_to_proto(r, now) for r in page.results)
+        fitting, truncated = within_budget(stored_run_to_proto(r, now) for r in page.results)
         return pb.PaginateTaskRunsResponse(
             results=fitting,
             count=page.count,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from taskrun_server.domain.states import State, StateCreate, StateType
 
@@ -161,17 +161,122 @@ class TaskRun:
 
     def estimated_run_time(self, now: datetime) -> timedelta:
         """Run time so far: the stored total, plus the current stretch while RUNNING."""
-        if self.state_type is StateType.RUNNING and self.state_timestamp is not None:
-            return self.total_run_time + max(now - self.state_timestamp, timedelta(0))
-        return self.total_run_time
+        return estimated_run_time(self.state_type, self.state_timestamp, self.total_run_time, now)
 
     def estimated_start_time_delta(self, now: datetime) -> timedelta:
         """Lateness: how long after its expected start the run started, or has waited so far."""
-        expected = self.expected_start_time
-        if expected is None:
-            return timedelta(0)
-        if self.start_time is not None:
-            return max(self.start_time - expected, timedelta(0))
-        if self.state_type is not None and self.state_type.is_terminal:
-            return timedelta(0)
-        return max(now - expected, timedelta(0))
+        return estimated_start_time_delta(
+            self.expected_start_time, self.start_time, self.state_type, now
+        )
+
+    def stored(self) -> StoredTaskRun:
+        """The run as its row stores it, its current state's columns beside."""
+        lease, state = self.lease, self.state
+        return StoredTaskRun(
+            id=self.id,
+            created=self.created,
+            updated=self.updated,
+            name=self.name,
+            flow_run_id=self.flow_run_id,
+            task_key=self.task_key,
+            dynamic_key=self.dynamic_key,
+            cache_key=self.cache_key,
+            cache_expiration=self.cache_expiration,
+            task_version=self.task_version,
+            empirical_policy=self.empirical_policy.to_json(),
+            tags=self.tags,
+            labels=self.labels,
+            task_inputs={
+                name: [i.to_json() for i in inputs] for name, inputs in self.task_inputs.items()
+            },
+            state_id=self.state_id,
+            state_type=self.state_type,
+            state_name=self.state_name,
+            state_timestamp=self.state_timestamp,
+            run_count=self.run_count,
+            flow_run_run_count=self.flow_run_run_count,
+            expected_start_time=self.expected_start_time,
+            next_scheduled_start_time=self.next_scheduled_start_time,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            total_run_time=self.total_run_time,
+            parameters=self.parameters,
+            delivery_count=self.delivery_count,
+            lease_id=lease.id if lease else None,
+            lease_owner=lease.owner if lease else None,
+            lease_expires_at=lease.expires_at if lease else None,
+            execution_deadline=self.execution_deadline,
+            state_message=state.message if state else None,
+            state_details=state.state_details.to_json() if state else None,
+            state_data=state.data if state else None,
+        )
+
+
+class StoredTaskRun(NamedTuple):
+    """A run as its row stores it: JSON columns as stored, the current state's message, details
+    and data beside. List reads return these straight from their rows (a tuple per run, no
+    objects built per field), and every task-run answer is encoded from one, so one encoder
+    serves both."""
+
+    id: uuid.UUID
+    created: datetime
+    updated: datetime
+    name: str
+    flow_run_id: uuid.UUID | None
+    task_key: str
+    dynamic_key: str
+    cache_key: str | None
+    cache_expiration: datetime | None
+    task_version: str | None
+    empirical_policy: dict[str, Any]
+    tags: list[str]
+    labels: dict[str, Any]
+    task_inputs: dict[str, list[dict[str, str]]]
+    state_id: uuid.UUID | None
+    state_type: StateType | None
+    state_name: str | None
+    state_timestamp: datetime | None
+    run_count: int
+    flow_run_run_count: int
+    expected_start_time: datetime | None
+    next_scheduled_start_time: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+    total_run_time: timedelta
+    parameters: dict[str, Any] | None
+    delivery_count: int
+    lease_id: uuid.UUID | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    execution_deadline: datetime | None
+    state_message: str | None
+    state_details: dict[str, Any] | None
+    state_data: Any
+
+
+def estimated_run_time(
+    state_type: StateType | None,
+    state_timestamp: datetime | None,
+    total_run_time: timedelta,
+    now: datetime,
+) -> timedelta:
+    """Run time so far: the stored total, plus the current stretch while RUNNING."""
+    if state_type is StateType.RUNNING and state_timestamp is not None:
+        return total_run_time + max(now - state_timestamp, timedelta(0))
+    return total_run_time
+
+
+def estimated_start_time_delta(
+    expected: datetime | None,
+    start_time: datetime | None,
+    state_type: StateType | None,
+    now: datetime,
+) -> timedelta:
+    """Lateness: how long after its expected start the run started, or has waited so far."""
+    if expected is None:
+        return timedelta(0)
+    if start_time is not None:
+        return max(start_time - expected, timedelta(0))
+    if state_type is not None and state_type.is_terminal:
+        return timedelta(0)
+    return max(now - expected, timedelta(0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     text,
@@ -31,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taskrun_server.database.tables import log, task_run, task_run_state
 from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.states import State
-from taskrun_server.domain.task_runs import TaskRun
+from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
 from taskrun_server.repository.filters import task_run_order_by, task_run_where
 from taskrun_server.repository.rows import (
     RUN_COLUMNS,
@@ -372,6 +374,26 @@ async def read_task_run_by_key(
     return task_run_from_row(row) if row is not None else None
 
 
+def _stored_columns(*, bulky: bool) -> list[ColumnElement[Any]]:
+    """The columns of a StoredTaskRun, in its order; without `bulky`, NULL for the run's
+    parameters and its state's data."""
+    state = task_run_state.c
+    from_state = {"state_message": state.message, "state_details": state.state_details}
+    from_state["state_data"] = state.data
+    left_out = set() if bulky else {"parameters", "state_data"}
+    return [
+        null().label(name)
+        if name in left_out
+        else (task_run.c[name] if name in task_run.c else from_state[name])
+        for name in StoredTaskRun._fields
+    ]
+
+
+_SELECT_STORED = {
+    bulky: select(*_stored_columns(bulky=bulky)).select_from(_WITH_STATE) for bulky in (False, True)
+}
+
+
 async def read_task_runs(
     conn: AsyncConnection,
     query: TaskRunQuery,
@@ -380,16 +402,16 @@ async def read_task_runs(
     limit: int,
     offset: int,
     bulky: bool = False,
-) -> list[TaskRun]:
+) -> list[StoredTaskRun]:
+    """Matching runs as stored: a tuple per row, no object per field (see StoredTaskRun)."""
     stmt = (
-        select_task_runs(bulky=bulky)
+        _SELECT_STORED[bulky]
         .where(*task_run_where(query))
         .order_by(*task_run_order_by(sort))
         .limit(limit)
         .offset(offset)
     )
-    rows = (await conn.execute(stmt)).mappings().all()
-    return [task_run_from_row(row) for row in rows]
+    return [StoredTaskRun._make(row) for row in await conn.execute(stmt)]
 
 
 async def count_task_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:

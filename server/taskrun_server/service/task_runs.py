@@ -22,7 +22,7 @@ from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.history import HistoryInterval
 from taskrun_server.domain.names import generate_name
 from taskrun_server.domain.states import State, StateCreate, StateType
-from taskrun_server.domain.task_runs import TaskRun, TaskRunCreate
+from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun, TaskRunCreate
 from taskrun_server.orchestration.bookkeeping import new_run_id
 from taskrun_server.orchestration.decision import Facts, Proposal
 from taskrun_server.orchestration.policies import decide
@@ -40,7 +40,7 @@ from taskrun_server.service.database_errors import translate_integrity_error
 class Page:
     """One page of a paginated read."""
 
-    results: list[TaskRun]
+    results: list[StoredTaskRun]
     count: int
     limit: int
     pages: int
@@ -50,9 +50,20 @@ class Page:
 class TaskRunService:
     """The task-run use cases, over one engine."""
 
-    def __init__(self, engine: AsyncEngine, coalescing: CoalescingSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        coalescing: CoalescingSettings | None = None,
+        *,
+        read_engine: AsyncEngine | None = None,
+    ) -> None:
+        """`read_engine`: where list and aggregate reads go (a hot standby, say); the primary
+        when not given. Single-run reads stay on the primary: a client reading back what it
+        just wrote must find it."""
         self._engine = engine
         self._autocommit = autocommit_view(engine)
+        self._reads = autocommit_view(read_engine or engine)
+        self._read_engine = read_engine or engine
         coalescing = coalescing or CoalescingSettings()
         self._coalescer: Coalescer[TaskRunCreate, tuple[TaskRun, bool]] = Coalescer(
             self._create_together,
@@ -132,9 +143,9 @@ class TaskRunService:
 
     async def read_many(
         self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, offset: int, bulky: bool
-    ) -> list[TaskRun]:
+    ) -> list[StoredTaskRun]:
         """Matching runs; without `bulky`, their parameters and state data left out."""
-        async with self._autocommit.connect() as conn:
+        async with self._reads.connect() as conn:
             return await runs_repo.read_task_runs(
                 conn, query, sort=sort, limit=limit, offset=offset, bulky=bulky
             )
@@ -143,7 +154,7 @@ class TaskRunService:
         self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, page: int, bulky: bool
     ) -> Page:
         """One page and the total, read from one snapshot so that they agree."""
-        async with self._engine.connect() as conn:
+        async with self._read_engine.connect() as conn:
             await conn.execution_options(isolation_level="REPEATABLE READ")
             async with conn.begin():
                 count = await runs_repo.count_task_runs(conn, query)
@@ -154,13 +165,13 @@ class TaskRunService:
         return Page(results=results, count=count, limit=limit, pages=pages, page=page)
 
     async def count(self, query: TaskRunQuery) -> int:
-        async with self._autocommit.connect() as conn:
+        async with self._reads.connect() as conn:
             return await runs_repo.count_task_runs(conn, query)
 
     async def history(
         self, query: TaskRunQuery, *, start: datetime, end: datetime, interval: timedelta
     ) -> list[HistoryInterval]:
-        async with self._autocommit.connect() as conn:
+        async with self._reads.connect() as conn:
             return await history_repo.task_run_history(
                 conn, query, start=start, end=end, interval=interval, now=utcnow()
             )
