@@ -77,7 +77,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         heavy = request_is_large()
         parsed = await off_the_loop_if(heavy, parse_create_request, request)
         run, created = await self._service.create(parsed)
-        answer = await off_the_loop_if(heavy, task_run_to_proto, run, utcnow())
+        answer = await off_the_loop_if(heavy, stored_run_to_proto, run, utcnow())
         return pb.CreateTaskRunResponse(task_run=answer, created=created)
 
     async def BatchCreateTaskRuns(
@@ -90,7 +90,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
 
         def encode() -> list[pb.CreateTaskRunResponse]:
             return [
-                pb.CreateTaskRunResponse(task_run=task_run_to_proto(run, now), created=created)
+                pb.CreateTaskRunResponse(task_run=stored_run_to_proto(run, now), created=created)
                 for run, created in results
             ]
 

@@ -13,11 +13,23 @@ _VARIANT_MASK = 0x3 << 62
 _VARIANT = 0x2 << 62
 _last_value = 0
 _lock = threading.Lock()
+_entropy = bytearray()
+"""Random bytes from the OS, read 4 KiB at a time: a system call per id was a tenth of a
+batch create's CPU. Callers hold `_lock`."""
+
+
+def _random_bits() -> int:
+    global _entropy
+    if len(_entropy) < 10:
+        _entropy = bytearray(os.urandom(4096))
+    bits = int.from_bytes(_entropy[-10:], "big")
+    del _entropy[-10:]
+    return bits
 
 
 def _uuid7_value(millis: int) -> int:
     value = (millis & 0xFFFF_FFFF_FFFF) << 80
-    value |= int.from_bytes(os.urandom(10), "big")
+    value |= _random_bits()
     value &= ~(0xF << 76)
     value |= 0x7 << 76  # version 7
     value &= ~_VARIANT_MASK

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 
 _ADJECTIVES = (
     "able", "amber", "bold", "brave", "bright", "calm", "clever", "cosmic", "crisp", "daring",
@@ -21,5 +21,6 @@ _ANIMALS = (
 
 
 def generate_name() -> str:
-    """An adjective-animal pair; collisions are harmless because names are not keys."""
-    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_ANIMALS)}"
+    """An adjective-animal pair; collisions are harmless because names are not keys, and
+    nothing depends on guessing them: a plain PRNG, not the OS's entropy (a system call each)."""
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"

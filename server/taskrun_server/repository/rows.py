@@ -8,7 +8,13 @@ from sqlalchemy import Label, RowMapping
 
 from taskrun_server.database.tables import task_run, task_run_state
 from taskrun_server.domain.states import State, StateDetails
-from taskrun_server.domain.task_runs import RunLease, TaskRun, TaskRunInput, TaskRunPolicy
+from taskrun_server.domain.task_runs import (
+    RunLease,
+    StoredTaskRun,
+    TaskRun,
+    TaskRunInput,
+    TaskRunPolicy,
+)
 
 STATE_PREFIX = "state__"
 
@@ -53,38 +59,12 @@ def state_from_row(row: RowMapping, prefix: str = "") -> State:
 
 def task_run_values(run: TaskRun) -> dict[str, Any]:
     """Column values for a task_run row (everything but the joined state)."""
-    return {
-        "id": run.id,
-        "created": run.created,
-        "updated": run.updated,
-        "name": run.name,
-        "flow_run_id": run.flow_run_id,
-        "task_key": run.task_key,
-        "dynamic_key": run.dynamic_key,
-        "cache_key": run.cache_key,
-        "cache_expiration": run.cache_expiration,
-        "task_version": run.task_version,
-        "empirical_policy": run.empirical_policy.to_json(),
-        "tags": run.tags,
-        "labels": run.labels,
-        "task_inputs": {
-            name: [i.to_json() for i in inputs] for name, inputs in run.task_inputs.items()
-        },
-        "state_id": run.state_id,
-        "state_type": run.state_type,
-        "state_name": run.state_name,
-        "state_timestamp": run.state_timestamp,
-        "run_count": run.run_count,
-        "flow_run_run_count": run.flow_run_run_count,
-        "expected_start_time": run.expected_start_time,
-        "next_scheduled_start_time": run.next_scheduled_start_time,
-        "start_time": run.start_time,
-        "end_time": run.end_time,
-        "total_run_time": run.total_run_time,
-        "parameters": run.parameters,
-        "delivery_count": run.delivery_count,
-        **lease_values(run),
-    }
+    return stored_values(run.stored())
+
+
+def stored_values(stored: StoredTaskRun) -> dict[str, Any]:
+    """Column values for a task_run row from the run as stored: its fields, less the state's."""
+    return {name: stored[i] for i, name in _RUN_FIELDS}
 
 
 def lease_values(run: TaskRun) -> dict[str, Any]:
@@ -100,8 +80,9 @@ def lease_values(run: TaskRun) -> dict[str, Any]:
 
 _STATE_ID = f"{STATE_PREFIX}id"
 
-RUN_COLUMNS = tuple(c.name for c in task_run.c)
+RUN_COLUMNS = tuple(str(c.name) for c in task_run.c)  # exact str: orjson refuses subclasses
 """The columns a TaskRun maps to."""
+_RUN_FIELDS = tuple((StoredTaskRun._fields.index(name), name) for name in RUN_COLUMNS)
 
 
 def _lease_from_row(row: RowMapping) -> RunLease | None:

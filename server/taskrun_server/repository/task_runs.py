@@ -41,6 +41,7 @@ from taskrun_server.repository.rows import (
     state_columns_labelled,
     state_from_row,
     state_values,
+    stored_values,
     task_run_from_row,
     task_run_values,
 )
@@ -142,7 +143,7 @@ def _json_rows(rows: list[dict[str, object]]) -> str:
 
 
 async def insert_task_runs(
-    conn: AsyncConnection, runs: Sequence[tuple[TaskRun, State]]
+    conn: AsyncConnection, runs: Sequence[tuple[StoredTaskRun, State]]
 ) -> set[uuid.UUID]:
     """Insert many runs with their first states (in the caller's transaction), skipping runs
     whose key is taken. Returns the ids that went in. Two statements however many runs; a key
@@ -150,7 +151,7 @@ async def insert_task_runs(
     one statement too."""
     if not runs:
         return set()
-    rows = _json_rows([task_run_values(run) for run, _ in runs])
+    rows = _json_rows([stored_values(run) for run, _ in runs])
     ids = {row[0] for row in await conn.execute(_INSERT_RUNS, {"rows": rows})}
     states = [state_values(state) for run, state in runs if run.id in ids]
     if states:

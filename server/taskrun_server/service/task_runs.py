@@ -65,18 +65,18 @@ class TaskRunService:
         self._reads = autocommit_view(read_engine or engine)
         self._read_engine = read_engine or engine
         coalescing = coalescing or CoalescingSettings()
-        self._coalescer: Coalescer[TaskRunCreate, tuple[TaskRun, bool]] = Coalescer(
+        self._coalescer: Coalescer[TaskRunCreate, tuple[StoredTaskRun, bool]] = Coalescer(
             self._create_together,
             max_batch=coalescing.max_batch,
             max_in_flight=coalescing.max_in_flight,
         )
 
-    async def create(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
+    async def create(self, request: TaskRunCreate) -> tuple[StoredTaskRun, bool]:
         """Create a run, or return the one that has its key; the flag says which. Concurrent
         calls share a transaction, each answered (or refused) on its own."""
         return await self._coalescer.submit(request)
 
-    async def _create_alone(self, request: TaskRunCreate) -> tuple[TaskRun, bool]:
+    async def _create_alone(self, request: TaskRunCreate) -> tuple[StoredTaskRun, bool]:
         """One statement in autocommit mode: a lone create costs one round trip."""
         run, first_state = _first_state(request, utcnow())
         async with self._autocommit.connect() as conn:
@@ -85,17 +85,17 @@ class TaskRunService:
             except IntegrityError as error:
                 raise _create_error(error, request) from None
             if created:
-                return run, True
+                return run.stored(), True
             existing = await runs_repo.read_task_run_by_key(
                 conn, run.flow_run_id, run.task_key, run.dynamic_key
             )
         if existing is None:  # deleted between our conflict and our read: rare, and retryable
             raise FailedPrecondition("the task run with this key was deleted concurrently; retry")
-        return existing, False
+        return existing.stored(), False
 
     async def _create_together(
         self, requests: Sequence[TaskRunCreate]
-    ) -> list[tuple[TaskRun, bool] | Exception]:
+    ) -> list[tuple[StoredTaskRun, bool] | Exception]:
         """Coalesced creates: one transaction, each answered as `create` answers it alone. A
         run naming a missing flow run is refused on its own; any other integrity error fails
         the batch, and the coalescer then tries each create alone for its own answer."""
@@ -115,7 +115,9 @@ class TaskRunService:
             for r in requests
         ]
 
-    async def create_many(self, requests: Sequence[TaskRunCreate]) -> list[tuple[TaskRun, bool]]:
+    async def create_many(
+        self, requests: Sequence[TaskRunCreate]
+    ) -> list[tuple[StoredTaskRun, bool]]:
         """Create many runs in one transaction, all or nothing; each answer as `create` gives
         it. An error names the item at fault as `requests[i]`."""
         now = utcnow()
@@ -264,13 +266,18 @@ def _first_state(request: TaskRunCreate, now: datetime) -> tuple[TaskRun, State]
 
 async def _insert_or_find(
     conn: AsyncConnection, new: Sequence[tuple[TaskRun, State]]
-) -> list[tuple[TaskRun, bool]]:
+) -> list[tuple[StoredTaskRun, bool]]:
     """Insert new runs with their first states; a run whose key is taken (in the database, or
-    earlier in `new`) is answered with the run holding it, not created."""
-    inserted = await runs_repo.insert_task_runs(conn, new)
+    earlier in `new`) is answered with the run holding it, not created. Each run is turned into
+    its stored form once: for the insert, and for the answer."""
+    stored = [(run.stored(), state) for run, state in new]
+    inserted = await runs_repo.insert_task_runs(conn, stored)
     keys = [_key(run) for run, _ in new if run.id not in inserted]
     existing = await runs_repo.read_task_runs_by_keys(conn, keys)
-    return [(run, True) if run.id in inserted else (existing[_key(run)], False) for run, _ in new]
+    return [
+        (row, True) if row.id in inserted else (existing[_key(run)].stored(), False)
+        for (run, _), (row, _) in zip(new, stored, strict=True)
+    ]
 
 
 def _create_error_for_missing_flow_run(request: TaskRunCreate) -> NotFound:
