@@ -37,10 +37,16 @@ def test_a_run_lives_through_the_blocking_client(client: TaskRunClient) -> None:
 def test_blocking_errors_name_the_field(client: TaskRunClient) -> None:
     with pytest.raises(TaskRunError) as caught:
         client.set_task_run_state("not-a-uuid", state_pb2.STATE_TYPE_RUNNING)
-    assert (caught.value.code, caught.value.field) == (
+    error = caught.value
+    assert (error.code, error.field, error.reason, error.domain) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         "task_run_id",
+        "INVALID_FIELD",
+        "taskrun",
     )
+    (violation,) = error.field_violations
+    assert violation.field == "task_run_id" and "not a UUID" in violation.description
+    assert error.problem == violation.description
 
 
 def test_a_batch_is_created_in_one_call_and_an_invalid_item_is_named(

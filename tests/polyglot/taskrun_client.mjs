@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
+import protobuf from "protobufjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const protos = path.resolve(here, "..", "..", "protos");
@@ -117,12 +118,39 @@ async function submitWithParameters() {
   return { id: created.task_run.id };
 }
 
-/** A bad argument comes back as INVALID_ARGUMENT naming the field, in any language. */
+// The rich error model (AIP-193): google.rpc.Status in the grpc-status-details-bin trailer.
+const rpc = new protobuf.Root();
+rpc.resolvePath = (_origin, target) => path.join(protos, target);
+rpc.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto"], { keepCase: true });
+const Status = rpc.lookupType("google.rpc.Status");
+
+/** The details of a failed call, by their type name. */
+function richDetails(error) {
+  const [bytes] = error.metadata.get("grpc-status-details-bin");
+  if (!bytes) return {};
+  const status = Status.decode(bytes);
+  const found = {};
+  for (const detail of status.details) {
+    const name = detail.type_url.split("/").pop();
+    found[name] = rpc.lookupType(name).toObject(rpc.lookupType(name).decode(detail.value));
+  }
+  return found;
+}
+
+/** A bad argument comes back as INVALID_ARGUMENT with the field in a BadRequest, in any
+ * language: read from the details, not the text. */
 async function badArgument() {
   try {
     await call("ReadTaskRun", { task_run_id: "not-a-uuid" });
   } catch (error) {
-    return { code: grpc.status[error.code], details: error.details };
+    const details = richDetails(error);
+    return {
+      code: grpc.status[error.code],
+      details: error.details,
+      violations: details["google.rpc.BadRequest"]?.field_violations ?? [],
+      reason: details["google.rpc.ErrorInfo"]?.reason,
+      domain: details["google.rpc.ErrorInfo"]?.domain,
+    };
   }
   throw new Error("a malformed id was accepted");
 }

@@ -62,9 +62,14 @@ async def test_node_consumes_one_scheduled_task_from_the_stream(
     assert read.task_run.state.name == "Pending"
 
 
-async def test_node_sees_invalid_argument_naming_the_field(node_report: dict[str, Any]) -> None:
-    assert node_report["invalid"]["code"] == "INVALID_ARGUMENT"
-    assert "task_run_id" in node_report["invalid"]["details"]
+async def test_node_reads_the_bad_field_from_the_error_details(
+    node_report: dict[str, Any],
+) -> None:
+    invalid = node_report["invalid"]
+    assert invalid["code"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in invalid["violations"]] == ["task_run_id"]
+    assert "not a UUID" in invalid["violations"][0]["description"]
+    assert (invalid["reason"], invalid["domain"]) == ("INVALID_FIELD", "taskrun")
 
 
 async def test_parameters_from_node_reach_a_python_worker_as_arguments(

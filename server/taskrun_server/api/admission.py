@@ -20,9 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from taskrun_server.api.rich_status import RichStatus
 from taskrun_server.handler_wrapping import (
     Continuation,
     StreamBehaviour,
@@ -33,28 +32,6 @@ from taskrun_server.handler_wrapping import (
 ALWAYS_ADMITTED = ("/grpc.health.v1.Health/",)
 """Probes must answer however busy the process is: that is how a balancer sees it is alive."""
 
-
-def retry_trailers(code: grpc.StatusCode, message: str, delay: timedelta) -> tuple[Any, ...]:
-    """Trailers that tell any client when to try again: RetryInfo in the rich status details,
-    and the pushback gRPC's own retry policy obeys."""
-    retry_info = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(
-            seconds=int(delay.total_seconds()), nanos=delay.microseconds * 1000
-        )
-    )
-    detail = any_pb2.Any()
-    detail.Pack(retry_info)
-    status = status_pb2.Status(code=_CODES[code], message=message, details=[detail])
-    return (
-        ("grpc-status-details-bin", status.SerializeToString()),
-        ("grpc-retry-pushback-ms", str(int(delay.total_seconds() * 1000))),
-    )
-
-
-_CODES = {
-    grpc.StatusCode.UNAVAILABLE: code_pb2.UNAVAILABLE,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
-}
 
 STOPPING = "the server is stopping; retry (another replica, or this one once restarted)"
 
@@ -94,13 +71,20 @@ class Admission(grpc.aio.ServerInterceptor):
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], what: str) -> None:
         if self._closed:
-            code, message = grpc.StatusCode.UNAVAILABLE, STOPPING
+            refusal = RichStatus(
+                grpc.StatusCode.UNAVAILABLE,
+                STOPPING,
+                "SHUTTING_DOWN",
+                retry_after=self._retry_after,
+            )
         else:
-            code = grpc.StatusCode.RESOURCE_EXHAUSTED
-            message = f"the server is at its limit of {what}; retry after the delay given"
-        await context.abort(
-            code, message, trailing_metadata=retry_trailers(code, message, self._retry_after)
-        )
+            refusal = RichStatus(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {what}; retry after the delay given",
+                "OVERLOADED",
+                retry_after=self._retry_after,
+            )
+        await refusal.abort(context)
 
     def _unary(self, behaviour: UnaryBehaviour) -> UnaryBehaviour:
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from taskrun_server.api.rich_status import RichStatus
 from taskrun_server.handler_wrapping import Continuation
 from taskrun_server.security.tokens import TokenSet
 
@@ -30,7 +31,7 @@ def presented_token(metadata: tuple[Any, ...] | None) -> str | None:
 
 def _refusal(reason: str) -> Callable[..., Any]:
     async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        await RichStatus(grpc.StatusCode.UNAUTHENTICATED, reason, "UNAUTHENTICATED").abort(context)
 
     return refuse
 
@@ -39,7 +40,7 @@ def _stream_refusal(reason: str) -> Callable[..., AsyncIterator[Any]]:
     """A generator, like the stream handlers it stands in for (outer interceptors iterate it)."""
 
     async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        await RichStatus(grpc.StatusCode.UNAUTHENTICATED, reason, "UNAUTHENTICATED").abort(context)
         yield  # never reached: abort raises
 
     return refuse
@@ -64,7 +65,9 @@ def _refusing_handler(
 
 
 async def _unimplemented(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unknown method")
+    await RichStatus(grpc.StatusCode.UNIMPLEMENTED, "unknown method", "UNIMPLEMENTED").abort(
+        context
+    )
 
 
 _UNKNOWN_METHOD: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(

@@ -20,8 +20,8 @@ from google.rpc import status_pb2
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from taskrun_server.api.admission import retry_trailers
 from taskrun_server.api.offload import OFFLOAD_BYTES, mark_request_large, off_the_loop_if
+from taskrun_server.api.rich_status import RichStatus
 from taskrun_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -40,35 +40,50 @@ from taskrun_server.handler_wrapping import (
 
 logger = logging.getLogger(__name__)
 
-_CODES: dict[type[TaskRunServiceError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+_CODES: dict[type[TaskRunServiceError], tuple[grpc.StatusCode, str]] = {
+    InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD"),
+    NotFound: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
+    FailedPrecondition: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
 }
+"""Each domain error's status code and ErrorInfo reason."""
+
+DATABASE_RETRY = timedelta(seconds=1)
 
 
-def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client sees for an exception."""
+def status_for(error: BaseException) -> RichStatus:
+    """The status, with its details, a client sees for an exception."""
     if isinstance(error, TaskRunServiceError):
-        return _CODES.get(type(error), grpc.StatusCode.FAILED_PRECONDITION), str(error)
+        code, reason = _CODES.get(
+            type(error), (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION")
+        )
+        return RichStatus(code, error.message, reason, field=error.field)
     if isinstance(error, NotImplementedError):  # a library servicer's unimplemented method
-        return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
+        return RichStatus(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED")
     if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     ):
         logger.warning("database unavailable: %s", error.__class__.__name__)
-        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry later"
+        return RichStatus(
+            grpc.StatusCode.UNAVAILABLE,
+            "the database is unavailable; retry later",
+            "DATABASE_UNAVAILABLE",
+            retry_after=DATABASE_RETRY,
+        )
     reference = uuid.uuid4().hex[:12]
     logger.error("unexpected error (ref %s)", reference, exc_info=error)
-    return grpc.StatusCode.INTERNAL, f"internal error (ref {reference})"
+    return RichStatus(
+        grpc.StatusCode.INTERNAL,
+        f"internal error (ref {reference})",
+        "INTERNAL",
+        metadata={"reference": reference},
+    )
 
 
 def rpc_status_for(error: BaseException) -> status_pb2.Status:
     """The google.rpc.Status a client sees for an exception, for answers that carry one per
     item (a batch's results) rather than as the call's status."""
-    code, message = status_for(error)
-    return status_pb2.Status(code=code.value[0], message=message)
+    return status_for(error).proto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +145,11 @@ async def _parsed(request: Any) -> Any:
 async def _refuse_malformed(
     request: MalformedRequest, context: grpc.aio.ServicerContext[Any, Any]
 ) -> None:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
+    problem = request.problem.removeprefix("request: ")
+    refusal = RichStatus(
+        grpc.StatusCode.INVALID_ARGUMENT, problem, "MALFORMED_REQUEST", field="request"
+    )
+    await refusal.abort(context)
 
 
 def _wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
@@ -174,14 +193,7 @@ async def _abort_unless_ended(
     if context.done():
         logger.debug("call ended before its error could be sent: %s", error)
         return
-    code, message = status_for(error)
-    # A lost database: tell clients (and gRPC's retry policy) to come back in a second.
-    trailers = (
-        retry_trailers(code, message, timedelta(seconds=1))
-        if code is grpc.StatusCode.UNAVAILABLE
-        else ()
-    )
-    await context.abort(code, message, trailing_metadata=trailers)
+    await status_for(error).abort(context)
 
 
 def _wrap_bidi(behaviour: BidiBehaviour) -> BidiBehaviour:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -19,6 +20,7 @@ from taskrun_server.api.filter_codec import (
     parse_sort,
 )
 from taskrun_server.api.offload import carries_json, off_the_loop_if, request_is_large
+from taskrun_server.api.rich_status import RichStatus
 from taskrun_server.api.task_run_codec import (
     delivery_to_proto,
     heartbeat_to_proto,
@@ -265,11 +267,15 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             async for delivery in self._delivery.subscribe(keys, client_id, prefetch):
                 yield delivery_to_proto(delivery, utcnow())
         except ShuttingDown:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the server is shutting down; subscribe again"
-            )
+            await RichStatus(
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down; subscribe again",
+                "SHUTTING_DOWN",
+                retry_after=RESUBSCRIBE_AFTER,
+            ).abort(context)
 
 
+RESUBSCRIBE_AFTER = timedelta(seconds=1)
 MAX_STATES_PER_READ = 1000
 """States in one ReadTaskRunStates answer; `truncated` and `offset` reach the rest."""
 DEFAULT_PREFETCH = 10
