@@ -56,6 +56,7 @@ from taskrun_server.service.reaper import Reaper
 from taskrun_server.service.resources import ResourceService
 from taskrun_server.service.tally_compactor import TallyCompactor
 from taskrun_server.service.task_runs import TaskRunService
+from taskrun_server.service.watch import WatchService
 from taskrun_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class RunningServer:
     health: health_aio.HealthServicer
     listener: NotificationListener
     delivery: DeliveryService
+    watch: WatchService
     reaper: Reaper
     compactor: TallyCompactor
     admission: Admission
@@ -101,7 +103,8 @@ class RunningServer:
         await self.health_reporter.stop()
         await self.health.enter_graceful_shutdown()
         self.admission.close()
-        self.delivery.shut_down()
+        self.watch.shut_down()
+        self.delivery.shut_down()  # wakes every subscriber and watcher
         started = asyncio.get_running_loop().time()
         await self.admission.drained(grace if grace is not None else 10.0)
         elapsed = asyncio.get_running_loop().time() - started
@@ -179,10 +182,11 @@ async def start_server(
         ),
     )
     leases = LeaseService(engine, delivery_lease=delivery.lease, settings=lease_settings)
+    watch = WatchService(engine, listener)
     reaper = Reaper(orchestration, settings.reaper_interval_seconds)
     compactor = TallyCompactor(engine, settings.tally_compaction_seconds)
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
-        TaskRunServicer(task_runs, orchestration, delivery, leases), server
+        TaskRunServicer(task_runs, orchestration, delivery, leases, watch), server
     )
     concurrency_limits_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
         ConcurrencyLimitServicer(ConcurrencyLimitService(engine)), server
@@ -235,6 +239,7 @@ async def start_server(
         health=health,
         listener=listener,
         delivery=delivery,
+        watch=watch,
         reaper=reaper,
         compactor=compactor,
         admission=admission,

@@ -1163,6 +1163,68 @@ class SubscribeScheduledTasksResponse(_message.Message):
 Global___SubscribeScheduledTasksResponse: _TypeAlias = SubscribeScheduledTasksResponse  # noqa: Y015
 
 @_typing.final
+class WatchTaskRunsRequest(_message.Message):
+    """WatchTaskRunsRequest says which runs to watch: by id, or by filter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_IDS_FIELD_NUMBER: _builtins.int
+    TASK_RUNS_FIELD_NUMBER: _builtins.int
+    UNTIL_TERMINAL_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    until_terminal: _builtins.bool
+    """End the stream once every run in `task_run_ids` is in a terminal state."""
+    view: Global___TaskRunView.ValueType
+    """How much of each run to send. Unset: BASIC (no parameters, no state data). FULL includes
+    the state's data: a finished run's result.
+    """
+    @_builtins.property
+    def task_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 1,000 runs. Set these or `task_runs`, not both."""
+
+    @_builtins.property
+    def task_runs(self) -> _filters_pb2.TaskRunFilter:
+        """Watch every run this filter matches when its state changes."""
+
+    def __init__(
+        self,
+        *,
+        task_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        task_runs: _filters_pb2.TaskRunFilter | None = ...,
+        until_terminal: _builtins.bool = ...,
+        view: Global___TaskRunView.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task_runs", b"task_runs"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_run_ids", b"task_run_ids", "task_runs", b"task_runs", "until_terminal", b"until_terminal", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTaskRunsRequest: _TypeAlias = WatchTaskRunsRequest  # noqa: Y015
+
+@_typing.final
+class WatchTaskRunsResponse(_message.Message):
+    """WatchTaskRunsResponse is a watched run, as it is after a change (or, first, as it is)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task_run(self) -> _task_run_pb2.TaskRun: ...
+    def __init__(
+        self,
+        *,
+        task_run: _task_run_pb2.TaskRun | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTaskRunsResponse: _TypeAlias = WatchTaskRunsResponse  # noqa: Y015
+
+@_typing.final
 class HeartbeatTaskRunsRequest(_message.Message):
     """HeartbeatTaskRunsRequest lists the leases a worker holds."""
 

@@ -111,6 +111,11 @@ class TaskRunServiceStub:
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.SerializeToString,
                 response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.FromString,
                 _registered_method=True)
+        self.WatchTaskRuns = channel.unary_stream(
+                '/taskrun.v1.TaskRunService/WatchTaskRuns',
+                request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsRequest.SerializeToString,
+                response_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsResponse.FromString,
+                _registered_method=True)
         self.HeartbeatTaskRuns = channel.unary_unary(
                 '/taskrun.v1.TaskRunService/HeartbeatTaskRuns',
                 request_serializer=taskrun_dot_v1_dot_task__run__service__pb2.HeartbeatTaskRunsRequest.SerializeToString,
@@ -242,6 +247,20 @@ class TaskRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTaskRuns(self, request, context):
+        """Streams task runs as their states change, pushed as each change commits: a way to wait
+        for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
+        if one does not exist), then the run again after each change of its state, in the order
+        the changes were stored; with `until_terminal`, the stream ends once every run named is in
+        a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
+        `task_runs` filter instead: every run that matches the filter when its state changes (it
+        is created, or moves), from now on. A watched run that is deleted ends the stream with
+        NOT_FOUND. Watching takes no lease and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HeartbeatTaskRuns(self, request, context):
         """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
         being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
@@ -328,6 +347,11 @@ def add_TaskRunServiceServicer_to_server(servicer, server):
                     servicer.SubscribeScheduledTasks,
                     request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.FromString,
                     response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.SerializeToString,
+            ),
+            'WatchTaskRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTaskRuns,
+                    request_deserializer=taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsRequest.FromString,
+                    response_serializer=taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsResponse.SerializeToString,
             ),
             'HeartbeatTaskRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.HeartbeatTaskRuns,
@@ -742,6 +766,33 @@ class TaskRunService:
             '/taskrun.v1.TaskRunService/SubscribeScheduledTasks',
             taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksRequest.SerializeToString,
             taskrun_dot_v1_dot_task__run__service__pb2.SubscribeScheduledTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTaskRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskrun.v1.TaskRunService/WatchTaskRuns',
+            taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsRequest.SerializeToString,
+            taskrun_dot_v1_dot_task__run__service__pb2.WatchTaskRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

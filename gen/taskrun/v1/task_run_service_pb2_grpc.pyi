@@ -84,6 +84,16 @@ class TaskRunServiceStub:
     SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
     deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
     """
+    WatchTaskRuns: _grpc.UnaryStreamMultiCallable[_task_run_service_pb2.WatchTaskRunsRequest, _task_run_service_pb2.WatchTaskRunsResponse]
+    """Streams task runs as their states change, pushed as each change commits: a way to wait
+    for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
+    if one does not exist), then the run again after each change of its state, in the order
+    the changes were stored; with `until_terminal`, the stream ends once every run named is in
+    a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
+    `task_runs` filter instead: every run that matches the filter when its state changes (it
+    is created, or moves), from now on. A watched run that is deleted ends the stream with
+    NOT_FOUND. Watching takes no lease and changes nothing.
+    """
     HeartbeatTaskRuns: _grpc.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunsRequest, _task_run_service_pb2.HeartbeatTaskRunsResponse]
     """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
     being cancelled (stop and propose CANCELLED) or are no longer its own (stop, propose
@@ -145,6 +155,16 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
     SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
     deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
+    """
+    WatchTaskRuns: _aio.UnaryStreamMultiCallable[_task_run_service_pb2.WatchTaskRunsRequest, _task_run_service_pb2.WatchTaskRunsResponse]  # type: ignore[assignment]
+    """Streams task runs as their states change, pushed as each change commits: a way to wait
+    for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
+    if one does not exist), then the run again after each change of its state, in the order
+    the changes were stored; with `until_terminal`, the stream ends once every run named is in
+    a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
+    `task_runs` filter instead: every run that matches the filter when its state changes (it
+    is created, or moves), from now on. A watched run that is deleted ends the stream with
+    NOT_FOUND. Watching takes no lease and changes nothing.
     """
     HeartbeatTaskRuns: _aio.UnaryUnaryMultiCallable[_task_run_service_pb2.HeartbeatTaskRunsRequest, _task_run_service_pb2.HeartbeatTaskRunsResponse]  # type: ignore[assignment]
     """Renews the leases a worker holds, many runs at once, and tells it which of its runs are
@@ -294,6 +314,22 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
         keys. Each delivery is a lease: settle it by moving the run out of SCHEDULED with
         SetTaskRunState before the lease ends, or it is delivered again. At most `prefetch`
         deliveries are unsettled at once; a delivery is never leased to two subscribers at once.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTaskRuns(
+        self,
+        request: _task_run_service_pb2.WatchTaskRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_run_service_pb2.WatchTaskRunsResponse], _abc.AsyncIterator[_task_run_service_pb2.WatchTaskRunsResponse]]:
+        """Streams task runs as their states change, pushed as each change commits: a way to wait
+        for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
+        if one does not exist), then the run again after each change of its state, in the order
+        the changes were stored; with `until_terminal`, the stream ends once every run named is in
+        a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
+        `task_runs` filter instead: every run that matches the filter when its state changes (it
+        is created, or moves), from now on. A watched run that is deleted ends the stream with
+        NOT_FOUND. Watching takes no lease and changes nothing.
         """
 
     @_abc_1.abstractmethod

@@ -214,6 +214,11 @@ def _flow_run_filter(msg: filters_pb2.FlowRunFilter, path: str) -> FlowRunFilter
     )
 
 
+def parse_task_run_filter(request: task_run_service_pb2.WatchTaskRunsRequest) -> TaskRunQuery:
+    """A request that filters on task runs alone (a watch)."""
+    return TaskRunQuery(task_runs=_task_run_filter(request.task_runs, "task_runs"))
+
+
 def parse_query(request: FilteredRequest) -> TaskRunQuery:
     """The four filters of a read, count or history request. Unset filters are not applied."""
     return TaskRunQuery(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from taskrun_server.api.filter_codec import (
     parse_page,
     parse_query,
     parse_sort,
+    parse_task_run_filter,
 )
 from taskrun_server.api.offload import carries_json, off_the_loop_if, request_is_large
 from taskrun_server.api.rich_status import RichStatus
@@ -51,6 +53,7 @@ from taskrun_server.service.delivery import DeliveryService, ShuttingDown
 from taskrun_server.service.leases import LeaseService
 from taskrun_server.service.orchestration import OrchestrationService
 from taskrun_server.service.task_runs import TaskRunService
+from taskrun_server.service.watch import MAX_WATCHED_RUNS, WatchService
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -67,11 +70,13 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         orchestration: OrchestrationService,
         delivery: DeliveryService,
         leases: LeaseService,
+        watch: WatchService,
     ) -> None:
         self._service = service
         self._orchestration = orchestration
         self._delivery = delivery
         self._leases = leases
+        self._watch = watch
 
     async def CreateTaskRun(
         self, request: pb.CreateTaskRunRequest, context: Context
@@ -249,6 +254,34 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
 
         return await off_the_loop_if(heavy, encode)
 
+    async def WatchTaskRuns(
+        self, request: pb.WatchTaskRunsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchTaskRunsResponse]:
+        bulky = _wants_everything(request.view)
+        if request.task_run_ids and request.HasField("task_runs"):
+            raise InvalidArgument("set task_run_ids or task_runs, not both", "task_runs")
+        if request.task_run_ids:
+            ids = _parse_watched_ids(request.task_run_ids)
+            changes = self._watch.watch_runs(
+                ids, until_terminal=request.until_terminal, bulky=bulky
+            )
+        elif request.HasField("task_runs"):
+            if request.until_terminal:
+                raise InvalidArgument("needs task_run_ids: a filter has no end", "until_terminal")
+            changes = self._watch.watch_matching(parse_task_run_filter(request), bulky=bulky)
+        else:
+            raise InvalidArgument("name the runs to watch, or a filter", "task_run_ids")
+        try:
+            async for run in changes:
+                yield pb.WatchTaskRunsResponse(task_run=stored_run_to_proto(run, utcnow()))
+        except ShuttingDown:
+            await RichStatus(
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down; watch again",
+                "SHUTTING_DOWN",
+                retry_after=RESUBSCRIBE_AFTER,
+            ).abort(context)
+
     async def HeartbeatTaskRuns(
         self, request: pb.HeartbeatTaskRunsRequest, context: Context
     ) -> pb.HeartbeatTaskRunsResponse:
@@ -287,6 +320,12 @@ def _wants_everything(view: pb.TaskRunView.ValueType) -> bool:
     """FULL includes the bulky fields; BASIC and unset leave them out. Unknown views (from a
     newer client) are read as the default."""
     return view == pb.TASK_RUN_VIEW_FULL
+
+
+def _parse_watched_ids(values: Sequence[str]) -> list[uuid.UUID]:
+    if len(values) > MAX_WATCHED_RUNS:
+        raise InvalidArgument(f"at most {MAX_WATCHED_RUNS:,} runs", "task_run_ids")
+    return [parse_id(value, f"task_run_ids[{i}]") for i, value in enumerate(values)]
 
 
 def _parse_task_keys(values: Iterable[str]) -> list[str]:

@@ -9,6 +9,12 @@ If the connection drops, every subscriber is woken and the listener reconnects w
 Idle subscribers do not poll: the delivery service's one timer per process wakes them for
 runs that became due without a notification (a scheduled time reached, a lease lapsed), so a
 lost notification delays a delivery, never loses it.
+
+The same connection listens for state changes (channel `taskrun_state`, the ids of the runs
+that entered a state), which it hands to the watchers of those runs (WatchTaskRuns): each
+`StateWatch` collects the ids changed since it last looked and is woken. After a reconnect,
+every watcher is told to look at everything again (`resync`): notifications sent while the
+connection was down are lost.
 """
 
 from __future__ import annotations
@@ -25,6 +31,24 @@ from sqlalchemy import make_url
 logger = logging.getLogger(__name__)
 
 CHANNEL = "taskrun_scheduled"
+STATE_CHANNEL = "taskrun_state"
+
+
+class StateWatch:
+    """A watcher of state changes: of these runs (ids as text), or of every run (None)."""
+
+    def __init__(self, ids: frozenset[str] | None) -> None:
+        self.ids = ids
+        self.changed: set[str] = set()
+        self.resync = False
+        self.event = asyncio.Event()
+
+    def take(self) -> tuple[set[str], bool]:
+        """The ids changed since the last call, and whether to look at everything again."""
+        changed, resync = self.changed, self.resync
+        self.changed, self.resync = set(), False
+        self.event.clear()
+        return changed, resync
 
 
 class Wakeup:
@@ -53,6 +77,40 @@ class NotificationListener:
         self._by_key: dict[str, deque[Wakeup]] = defaultdict(deque)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._watches: dict[str, set[StateWatch]] = defaultdict(set)
+        self._watching_all: set[StateWatch] = set()
+
+    def watch(self, ids: Iterable[str] | None) -> StateWatch:
+        """Start collecting the state changes of these runs (of every run, for None)."""
+        watch = StateWatch(frozenset(ids) if ids is not None else None)
+        if watch.ids is None:
+            self._watching_all.add(watch)
+        for run_id in watch.ids or ():
+            self._watches[run_id].add(watch)
+        return watch
+
+    def unwatch(self, watch: StateWatch) -> None:
+        self._watching_all.discard(watch)
+        for run_id in watch.ids or ():
+            watchers = self._watches.get(run_id)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watches[run_id]
+
+    def _dispatch_states(self, payload: str) -> None:
+        for run_id in payload.split(","):
+            for watch in self._watches.get(run_id, ()):
+                watch.changed.add(run_id)
+                watch.event.set()
+            for watch in self._watching_all:
+                watch.changed.add(run_id)
+                watch.event.set()
+
+    def _resync_watches(self) -> None:
+        for watch in {*self._watching_all, *(w for ws in self._watches.values() for w in ws)}:
+            watch.resync = True
+            watch.event.set()
 
     def register(self, owner: str, keys: Iterable[str]) -> Wakeup:
         wakeup = Wakeup(owner, keys)
@@ -124,9 +182,10 @@ class NotificationListener:
             self.wake_one([name])
 
     def wake_all(self) -> None:
-        """Wake every subscriber, e.g. to make it notice a shutdown."""
+        """Wake every subscriber and watcher, e.g. to make it notice a shutdown."""
         for wakeup in self._by_owner.values():
             wakeup.event.set()
+        self._resync_watches()
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -136,11 +195,15 @@ class NotificationListener:
                     self._url, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {STATE_CHANNEL}")
                     self.connected.set()
                     backoff = 0.1
                     self.wake_all()
                     async for notify in conn.notifies():
-                        self._dispatch(notify.payload)
+                        if notify.channel == STATE_CHANNEL:
+                            self._dispatch_states(notify.payload)
+                        else:
+                            self._dispatch(notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the database went away: retry, waking everyone

@@ -415,6 +415,23 @@ async def read_task_runs(
     return [StoredTaskRun._make(row) for row in await conn.execute(stmt)]
 
 
+async def read_task_runs_among(
+    conn: AsyncConnection,
+    task_run_ids: Collection[uuid.UUID],
+    query: TaskRunQuery | None = None,
+    *,
+    bulky: bool = False,
+) -> dict[uuid.UUID, StoredTaskRun]:
+    """These runs, as stored, by id; with `query`, only those it also matches. Missing ones
+    are absent."""
+    ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+    stmt = _SELECT_STORED[bulky].where(task_run.c.id == func.any(ids))
+    if query is not None:
+        stmt = stmt.where(*task_run_where(query))
+    rows = await conn.execute(stmt, {"ids": list(task_run_ids)})
+    return {row.id: StoredTaskRun._make(row) for row in rows}
+
+
 async def count_task_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:
     """From the tally when the query filters on nothing but states and tags (a sum over a few
     thousand keys, however many runs); otherwise over the runs."""
