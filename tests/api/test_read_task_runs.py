@@ -353,3 +353,28 @@ async def test_a_listed_run_reads_as_the_run_read_alone(
         run.ClearField("estimated_start_time_delta")
     assert listed == alone
     assert alone.lease_owner and alone.delivery_count == 1 and alone.state.data.string_value
+
+
+async def test_task_key_any(task_runs: TaskRunStub) -> None:
+    await create_run(task_runs, task_key="extract", name="e")
+    await create_run(task_runs, task_key="load", name="l")
+    await create_run(task_runs, task_key="other", name="o")
+    chosen = f.TaskRunFilter(task_key=f.TaskKeyFilter(any=["extract", "load"]))
+    assert sorted(await names(task_runs, task_runs=chosen)) == ["e", "l"]
+
+
+async def test_an_id_prefix_finds_its_run_with_or_without_dashes(task_runs: TaskRunStub) -> None:
+    runs = [await create_run(task_runs) for _ in range(3)]
+    target = runs[1]
+    for prefix in (target.id[:24], target.id[:24].upper(), target.id.replace("-", "")[:20]):
+        found = await task_runs.ReadTaskRuns(
+            pb.ReadTaskRunsRequest(task_runs=f.TaskRunFilter(id=f.IdFilter(prefix=prefix)))
+        )
+        assert [r.id for r in found.task_runs] == [target.id], prefix
+    everyone = f.TaskRunFilter(id=f.IdFilter(prefix=target.id[:4]))
+    shared = await task_runs.ReadTaskRuns(pb.ReadTaskRunsRequest(task_runs=everyone))
+    assert len(shared.task_runs) == 3  # time-ordered ids share their first digits
+    bad = pb.ReadTaskRunsRequest(task_runs=f.TaskRunFilter(id=f.IdFilter(prefix="xyz")))
+    await expect_status(
+        task_runs.ReadTaskRuns(bad), grpc.StatusCode.INVALID_ARGUMENT, "task_runs.id.prefix"
+    )

@@ -26,41 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from taskrun.v1 import state_pb2 as taskrun_dot_v1_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskrun/v1/filters.proto\x12\ntaskrun.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskrun/v1/state.proto\"(\n\x08IdFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0f\n\x07not_any\x18\x02 \x03(\t\"A\n\x10NullableIdFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x14\n\x07is_null\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"\'\n\nNameFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0c\n\x04like\x18\x02 \x01(\t\";\n\nTagsFilter\x12\x0b\n\x03\x61ll\x18\x01 \x03(\t\x12\x14\n\x07is_null\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"\x85\x01\n\nTimeFilter\x12*\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07is_null\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"]\n\x0fStateTypeFilter\x12\"\n\x03\x61ny\x18\x01 \x03(\x0e\x32\x15.taskrun.v1.StateType\x12&\n\x07not_any\x18\x02 \x03(\x0e\x32\x15.taskrun.v1.StateType\"/\n\x0fStateNameFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0f\n\x07not_any\x18\x02 \x03(\t\"\x8b\x01\n\x0bStateFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12)\n\x04type\x18\x02 \x01(\x0b\x32\x1b.taskrun.v1.StateTypeFilter\x12)\n\x04name\x18\x03 \x01(\x0b\x32\x1b.taskrun.v1.StateNameFilter\".\n\x0c\x45xistsFilter\x12\x13\n\x06\x65xists\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_exists\"\x91\x03\n\rTaskRunFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.taskrun.v1.StateFilter\x12*\n\nstart_time\x18\x06 \x01(\x0b\x32\x16.taskrun.v1.TimeFilter\x12\x33\n\x13\x65xpected_start_time\x18\x07 \x01(\x0b\x32\x16.taskrun.v1.TimeFilter\x12.\n\x0csubflow_runs\x18\x08 \x01(\x0b\x32\x18.taskrun.v1.ExistsFilter\x12\x31\n\x0b\x66low_run_id\x18\t \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\"\xa2\x01\n\nFlowFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\"\xbc\x02\n\rFlowRunFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.taskrun.v1.StateFilter\x12\x33\n\rdeployment_id\x18\x06 \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\x12\x38\n\x12parent_task_run_id\x18\x07 \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\"\xa8\x01\n\x10\x44\x65ploymentFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter*G\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x10\n\x0cOPERATOR_AND\x10\x01\x12\x0f\n\x0bOPERATOR_OR\x10\x02*\xa9\x02\n\x0bTaskRunSort\x12\x1d\n\x19TASK_RUN_SORT_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_RUN_SORT_ID_DESC\x10\x01\x12)\n%TASK_RUN_SORT_EXPECTED_START_TIME_ASC\x10\x02\x12*\n&TASK_RUN_SORT_EXPECTED_START_TIME_DESC\x10\x03\x12\x1a\n\x16TASK_RUN_SORT_NAME_ASC\x10\x04\x12\x1b\n\x17TASK_RUN_SORT_NAME_DESC\x10\x05\x12/\n+TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC\x10\x06\x12\x1f\n\x1bTASK_RUN_SORT_END_TIME_DESC\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskrun/v1/filters.proto\x12\ntaskrun.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16taskrun/v1/state.proto\"8\n\x08IdFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0f\n\x07not_any\x18\x02 \x03(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\"\x1c\n\rTaskKeyFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\"A\n\x10NullableIdFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x14\n\x07is_null\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"\'\n\nNameFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0c\n\x04like\x18\x02 \x01(\t\";\n\nTagsFilter\x12\x0b\n\x03\x61ll\x18\x01 \x03(\t\x12\x14\n\x07is_null\x18\x02 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"\x85\x01\n\nTimeFilter\x12*\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07is_null\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_is_null\"]\n\x0fStateTypeFilter\x12\"\n\x03\x61ny\x18\x01 \x03(\x0e\x32\x15.taskrun.v1.StateType\x12&\n\x07not_any\x18\x02 \x03(\x0e\x32\x15.taskrun.v1.StateType\"/\n\x0fStateNameFilter\x12\x0b\n\x03\x61ny\x18\x01 \x03(\t\x12\x0f\n\x07not_any\x18\x02 \x03(\t\"\x8b\x01\n\x0bStateFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12)\n\x04type\x18\x02 \x01(\x0b\x32\x1b.taskrun.v1.StateTypeFilter\x12)\n\x04name\x18\x03 \x01(\x0b\x32\x1b.taskrun.v1.StateNameFilter\".\n\x0c\x45xistsFilter\x12\x13\n\x06\x65xists\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_exists\"\xbe\x03\n\rTaskRunFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.taskrun.v1.StateFilter\x12*\n\nstart_time\x18\x06 \x01(\x0b\x32\x16.taskrun.v1.TimeFilter\x12\x33\n\x13\x65xpected_start_time\x18\x07 \x01(\x0b\x32\x16.taskrun.v1.TimeFilter\x12.\n\x0csubflow_runs\x18\x08 \x01(\x0b\x32\x18.taskrun.v1.ExistsFilter\x12\x31\n\x0b\x66low_run_id\x18\t \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\x12+\n\x08task_key\x18\n \x01(\x0b\x32\x19.taskrun.v1.TaskKeyFilter\"\xa2\x01\n\nFlowFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\"\xbc\x02\n\rFlowRunFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.taskrun.v1.StateFilter\x12\x33\n\rdeployment_id\x18\x06 \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\x12\x38\n\x12parent_task_run_id\x18\x07 \x01(\x0b\x32\x1c.taskrun.v1.NullableIdFilter\"\xa8\x01\n\x10\x44\x65ploymentFilter\x12&\n\x08operator\x18\x01 \x01(\x0e\x32\x14.taskrun.v1.Operator\x12 \n\x02id\x18\x02 \x01(\x0b\x32\x14.taskrun.v1.IdFilter\x12$\n\x04name\x18\x03 \x01(\x0b\x32\x16.taskrun.v1.NameFilter\x12$\n\x04tags\x18\x04 \x01(\x0b\x32\x16.taskrun.v1.TagsFilter*G\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x10\n\x0cOPERATOR_AND\x10\x01\x12\x0f\n\x0bOPERATOR_OR\x10\x02*\xa9\x02\n\x0bTaskRunSort\x12\x1d\n\x19TASK_RUN_SORT_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_RUN_SORT_ID_DESC\x10\x01\x12)\n%TASK_RUN_SORT_EXPECTED_START_TIME_ASC\x10\x02\x12*\n&TASK_RUN_SORT_EXPECTED_START_TIME_DESC\x10\x03\x12\x1a\n\x16TASK_RUN_SORT_NAME_ASC\x10\x04\x12\x1b\n\x17TASK_RUN_SORT_NAME_DESC\x10\x05\x12/\n+TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC\x10\x06\x12\x1f\n\x1bTASK_RUN_SORT_END_TIME_DESC\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskrun.v1.filters_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATOR']._serialized_start=1837
-  _globals['_OPERATOR']._serialized_end=1908
-  _globals['_TASKRUNSORT']._serialized_start=1911
-  _globals['_TASKRUNSORT']._serialized_end=2208
+  _globals['_OPERATOR']._serialized_start=1928
+  _globals['_OPERATOR']._serialized_end=1999
+  _globals['_TASKRUNSORT']._serialized_start=2002
+  _globals['_TASKRUNSORT']._serialized_end=2299
   _globals['_IDFILTER']._serialized_start=97
-  _globals['_IDFILTER']._serialized_end=137
-  _globals['_NULLABLEIDFILTER']._serialized_start=139
-  _globals['_NULLABLEIDFILTER']._serialized_end=204
-  _globals['_NAMEFILTER']._serialized_start=206
-  _globals['_NAMEFILTER']._serialized_end=245
-  _globals['_TAGSFILTER']._serialized_start=247
-  _globals['_TAGSFILTER']._serialized_end=306
-  _globals['_TIMEFILTER']._serialized_start=309
-  _globals['_TIMEFILTER']._serialized_end=442
-  _globals['_STATETYPEFILTER']._serialized_start=444
-  _globals['_STATETYPEFILTER']._serialized_end=537
-  _globals['_STATENAMEFILTER']._serialized_start=539
-  _globals['_STATENAMEFILTER']._serialized_end=586
-  _globals['_STATEFILTER']._serialized_start=589
-  _globals['_STATEFILTER']._serialized_end=728
-  _globals['_EXISTSFILTER']._serialized_start=730
-  _globals['_EXISTSFILTER']._serialized_end=776
-  _globals['_TASKRUNFILTER']._serialized_start=779
-  _globals['_TASKRUNFILTER']._serialized_end=1180
-  _globals['_FLOWFILTER']._serialized_start=1183
-  _globals['_FLOWFILTER']._serialized_end=1345
-  _globals['_FLOWRUNFILTER']._serialized_start=1348
-  _globals['_FLOWRUNFILTER']._serialized_end=1664
-  _globals['_DEPLOYMENTFILTER']._serialized_start=1667
-  _globals['_DEPLOYMENTFILTER']._serialized_end=1835
+  _globals['_IDFILTER']._serialized_end=153
+  _globals['_TASKKEYFILTER']._serialized_start=155
+  _globals['_TASKKEYFILTER']._serialized_end=183
+  _globals['_NULLABLEIDFILTER']._serialized_start=185
+  _globals['_NULLABLEIDFILTER']._serialized_end=250
+  _globals['_NAMEFILTER']._serialized_start=252
+  _globals['_NAMEFILTER']._serialized_end=291
+  _globals['_TAGSFILTER']._serialized_start=293
+  _globals['_TAGSFILTER']._serialized_end=352
+  _globals['_TIMEFILTER']._serialized_start=355
+  _globals['_TIMEFILTER']._serialized_end=488
+  _globals['_STATETYPEFILTER']._serialized_start=490
+  _globals['_STATETYPEFILTER']._serialized_end=583
+  _globals['_STATENAMEFILTER']._serialized_start=585
+  _globals['_STATENAMEFILTER']._serialized_end=632
+  _globals['_STATEFILTER']._serialized_start=635
+  _globals['_STATEFILTER']._serialized_end=774
+  _globals['_EXISTSFILTER']._serialized_start=776
+  _globals['_EXISTSFILTER']._serialized_end=822
+  _globals['_TASKRUNFILTER']._serialized_start=825
+  _globals['_TASKRUNFILTER']._serialized_end=1271
+  _globals['_FLOWFILTER']._serialized_start=1274
+  _globals['_FLOWFILTER']._serialized_end=1436
+  _globals['_FLOWRUNFILTER']._serialized_start=1439
+  _globals['_FLOWRUNFILTER']._serialized_end=1755
+  _globals['_DEPLOYMENTFILTER']._serialized_start=1758
+  _globals['_DEPLOYMENTFILTER']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

@@ -80,6 +80,11 @@ class IdFilter(_message.Message):
 
     ANY_FIELD_NUMBER: _builtins.int
     NOT_ANY_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    prefix: _builtins.str
+    """Matches when the id starts with these hexadecimal digits (dashes ignored, any case): how
+    an operator names a run by the first characters of its id. At most 32 digits.
+    """
     @_builtins.property
     def any(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Matches when the id is one of these."""
@@ -93,14 +98,39 @@ class IdFilter(_message.Message):
         *,
         any: _abc.Iterable[_builtins.str] | None = ...,
         not_any: _abc.Iterable[_builtins.str] | None = ...,
+        prefix: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["any", b"any", "not_any", b"not_any"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any", b"any", "not_any", b"not_any", "prefix", b"prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IdFilter: _TypeAlias = IdFilter  # noqa: Y015
+
+@_typing.final
+class TaskKeyFilter(_message.Message):
+    """TaskKeyFilter matches task runs by their task key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def any(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Matches when the task key is one of these."""
+
+    def __init__(
+        self,
+        *,
+        any: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any", b"any"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskKeyFilter: _TypeAlias = TaskKeyFilter  # noqa: Y015
 
 @_typing.final
 class NullableIdFilter(_message.Message):
@@ -336,6 +366,7 @@ class TaskRunFilter(_message.Message):
     EXPECTED_START_TIME_FIELD_NUMBER: _builtins.int
     SUBFLOW_RUNS_FIELD_NUMBER: _builtins.int
     FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
+    TASK_KEY_FIELD_NUMBER: _builtins.int
     operator: Global___Operator.ValueType
     @_builtins.property
     def id(self) -> Global___IdFilter: ...
@@ -357,6 +388,8 @@ class TaskRunFilter(_message.Message):
 
     @_builtins.property
     def flow_run_id(self) -> Global___NullableIdFilter: ...
+    @_builtins.property
+    def task_key(self) -> Global___TaskKeyFilter: ...
     def __init__(
         self,
         *,
@@ -369,10 +402,11 @@ class TaskRunFilter(_message.Message):
         expected_start_time: Global___TimeFilter | None = ...,
         subflow_runs: Global___ExistsFilter | None = ...,
         flow_run_id: Global___NullableIdFilter | None = ...,
+        task_key: Global___TaskKeyFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "operator", b"operator", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "id", b"id", "name", b"name", "operator", b"operator", "start_time", b"start_time", "state", b"state", "subflow_runs", b"subflow_runs", "tags", b"tags", "task_key", b"task_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

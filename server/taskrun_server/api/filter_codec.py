@@ -20,6 +20,7 @@ from taskrun_server.domain.filters import (
     NullableIdFilter,
     StateFilter,
     TagsFilter,
+    TaskKeyFilter,
     TaskRunFilter,
     TaskRunQuery,
     TaskRunSort,
@@ -27,6 +28,7 @@ from taskrun_server.domain.filters import (
 )
 from taskrun_server.domain.identifiers import parse_id
 from taskrun_server.domain.limits import (
+    MAX_KEY_BYTES,
     MAX_NAME_BYTES,
     MAX_TAG_BYTES,
     check_list_length,
@@ -103,7 +105,23 @@ def _strings(values: Iterable[str], path: str, max_bytes: int) -> list[str]:
 
 
 def _id_filter(msg: filters_pb2.IdFilter, path: str) -> IdFilter:
-    return IdFilter(any=_ids(msg.any, f"{path}.any"), not_any=_ids(msg.not_any, f"{path}.not_any"))
+    return IdFilter(
+        any=_ids(msg.any, f"{path}.any"),
+        not_any=_ids(msg.not_any, f"{path}.not_any"),
+        prefix=_id_prefix(msg.prefix, f"{path}.prefix"),
+    )
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _id_prefix(value: str, path: str) -> str | None:
+    digits = value.replace("-", "").lower()
+    if not digits:
+        return None
+    if len(digits) > 32 or not set(digits) <= _HEX_DIGITS:
+        raise InvalidArgument("must be up to 32 hexadecimal digits (dashes allowed)", path)
+    return digits
 
 
 def _nullable_id_filter(msg: filters_pb2.NullableIdFilter, path: str) -> NullableIdFilter:
@@ -173,6 +191,11 @@ def _task_run_filter(msg: filters_pb2.TaskRunFilter, path: str) -> TaskRunFilter
         flow_run_id=(
             _nullable_id_filter(msg.flow_run_id, f"{path}.flow_run_id")
             if sub("flow_run_id")
+            else None
+        ),
+        task_key=(
+            TaskKeyFilter(any=_strings(msg.task_key.any, f"{path}.task_key.any", MAX_KEY_BYTES))
+            if sub("task_key")
             else None
         ),
     )

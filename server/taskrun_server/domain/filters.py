@@ -25,6 +25,20 @@ class Operator(enum.Enum):
 class IdFilter:
     any: list[uuid.UUID] = field(default_factory=list)
     not_any: list[uuid.UUID] = field(default_factory=list)
+    prefix: str | None = None
+    """Lower-case hexadecimal digits the id starts with (no dashes)."""
+
+    def prefix_range(self) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """The ids a prefix matches, as the first and last of a range (which an index serves)."""
+        if not self.prefix:
+            return None
+        pad = 32 - len(self.prefix)
+        return uuid.UUID(self.prefix + "0" * pad), uuid.UUID(self.prefix + "f" * pad)
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskKeyFilter:
+    any: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,6 +86,7 @@ class TaskRunFilter:
     expected_start_time: TimeFilter | None = None
     subflow_runs_exist: bool | None = None
     flow_run_id: NullableIdFilter | None = None
+    task_key: TaskKeyFilter | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -29,6 +29,7 @@ from taskrun_server.domain.filters import (
     Operator,
     StateFilter,
     TagsFilter,
+    TaskKeyFilter,
     TaskRunFilter,
     TaskRunQuery,
     TaskRunSort,
@@ -55,7 +56,14 @@ def _id_criteria(column: Column, f: IdFilter | None) -> Criteria:
         out.append(column.in_(f.any))
     if f.not_any:
         out.append(column.not_in(f.not_any))
+    bounds = f.prefix_range()
+    if bounds is not None:
+        out.append(column.between(*bounds))
     return out
+
+
+def _task_key_criteria(column: Column, f: TaskKeyFilter | None) -> Criteria:
+    return [column.in_(f.any)] if f is not None and f.any else []
 
 
 def _nullable_id_criteria(column: Column, f: NullableIdFilter | None) -> Criteria:
@@ -132,6 +140,7 @@ def _task_run_criteria(f: TaskRunFilter | None) -> Criteria:
         *_time_criteria(c.start_time, f.start_time),
         *_time_criteria(c.expected_start_time, f.expected_start_time, allow_null=False),
         *_nullable_id_criteria(c.flow_run_id, f.flow_run_id),
+        *_task_key_criteria(c.task_key, f.task_key),
     ]
     if f.subflow_runs_exist is not None:
         has_subflows = exists().where(flow_run.c.parent_task_run_id == c.id)
@@ -208,6 +217,7 @@ def tallied_criteria(query: TaskRunQuery, tally: FromClause) -> Criteria | None:
         *_time_criteria(c.start_time, f.start_time),
         *_time_criteria(c.expected_start_time, f.expected_start_time, allow_null=False),
         *_nullable_id_criteria(c.flow_run_id, f.flow_run_id),
+        *_task_key_criteria(c.task_key, f.task_key),
     ]
     if elsewhere or f.subflow_runs_exist is not None:
         return None
