@@ -11,9 +11,10 @@ Errors raise TaskRunError (gRPC status, and the request field the server named).
 are safe to repeat are retried on UNAVAILABLE with backoff; see `taskrun_client.retries`.
 """
 
+from taskrun_client import filters
 from taskrun_client.async_client import AsyncTaskRunClient
 from taskrun_client.config import ClientConfig, RetryPolicy
-from taskrun_client.errors import TaskRunError
+from taskrun_client.errors import FieldViolation, TaskRunError
 from taskrun_client.sync_client import TaskRunClient
 from taskrun_client.task_execution import current_task_run
 from taskrun_client.worker import TaskWorker
@@ -21,9 +22,11 @@ from taskrun_client.worker import TaskWorker
 __all__ = [
     "AsyncTaskRunClient",
     "ClientConfig",
+    "FieldViolation",
     "RetryPolicy",
     "TaskRunClient",
     "TaskRunError",
     "TaskWorker",
     "current_task_run",
+    "filters",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_ATTEMPTS = 5
 """gRPC's own ceiling: a retry policy's maxAttempts above 5 is treated as 5."""
@@ -46,6 +48,17 @@ class ClientConfig:
     # when there is none: rides through server restarts. Off, a misconfigured or unreachable
     # target fails fast (the CLI turns it off).
     wait_for_ready: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClientConfig:
+        """The target and token as the CLI reads them: TASKRUN_TARGET (default
+        127.0.0.1:50051) and TASKRUN_TOKEN; `overrides` win over both."""
+        found: dict[str, Any] = {}
+        if target := os.environ.get("TASKRUN_TARGET"):
+            found["target"] = target
+        if token := os.environ.get("TASKRUN_TOKEN"):
+            found["token"] = token
+        return cls(**(found | overrides))
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()

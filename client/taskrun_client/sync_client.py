@@ -1,39 +1,96 @@
-"""TaskRunClient: the task-run API for ordinary (blocking) programs."""
+"""TaskRunClient: the AsyncTaskRunClient's calls, blocking, for programs without asyncio.
+
+    from taskrun_client import TaskRunClient
+
+    with TaskRunClient() as client:            # TASKRUN_TARGET / TASKRUN_TOKEN, or a config
+        run = client.create_task_run("hello", "0").task_run
+        client.set_task_run_state(run.id, "RUNNING")
+        done = client.wait(run.id, timeout=60)
+
+Each call runs the async client's on an event loop in a thread of the client's own, so the two
+clients have one implementation: the same calls, arguments, answers and errors. Streams
+(subscriptions, watches) become plain iterators.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import grpc
-
-from taskrun.v1 import state_pb2, task_run_pb2
-from taskrun.v1 import task_run_service_pb2 as pb
-from taskrun.v1 import task_run_service_pb2_grpc as rpc
-from taskrun_client import requests
-from taskrun_client.channels import sync_channel
+from taskrun_client.async_client import AsyncTaskRunClient
 from taskrun_client.config import ClientConfig
-from taskrun_client.errors import TaskRunError
-from taskrun_client.retries import (
-    settle_duplicate,
-    settle_duplicates,
-    with_transition_id,
-    with_transition_ids,
-)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Item = TypeVar("Item")
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncTaskRunClient, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[TaskRunClient, P], R]:
+    """The async client's method, run to completion on the client's loop."""
+
+    def call(self: TaskRunClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._run(method(self._client, *args, **kwargs))
+
+    return _documented(call, method)
+
+
+def _blocking_stream(
+    method: Callable[Concatenate[AsyncTaskRunClient, P], AsyncGenerator[Item, None]],
+) -> Callable[Concatenate[TaskRunClient, P], Iterator[Item]]:
+    """The async client's stream, as an iterator; closing it (or leaving a `for` loop early)
+    cancels the call."""
+
+    def call(self: TaskRunClient, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[Item]:
+        return self._iterate(method(self._client, *args, **kwargs))
+
+    return _documented(call, method)
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _documented(call: Function, method: Callable[..., Any]) -> Function:
+    """The async method's name and docstring on its blocking twin (help(), IDEs)."""
+    call.__name__ = call.__qualname__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
 
 
 class TaskRunClient:
-    """The blocking twin of AsyncTaskRunClient, with the same deadlines, retries and errors."""
-
     def __init__(self, config: ClientConfig | None = None) -> None:
-        self.config = config or ClientConfig()
-        self._channel = sync_channel(self.config)
-        self._stub: Any = rpc.TaskRunServiceStub(self._channel)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="taskrun-client", daemon=True
+        )
+        self._thread.start()
+        self._client = self._run(_open(config or ClientConfig.from_env()))
+        self.config = self._client.config
+
+    def _run(self, work: Coroutine[Any, Any, R]) -> R:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def _iterate(self, stream: AsyncGenerator[Item, None]) -> Iterator[Item]:
+        try:
+            while True:
+                try:
+                    yield self._run(_next(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(stream.aclose())
 
     def close(self) -> None:
-        self._channel.close()
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def __enter__(self) -> TaskRunClient:
         return self
@@ -46,108 +103,49 @@ class TaskRunClient:
     ) -> None:
         self.close()
 
-    def _call(self, method: str, request: Any) -> Any:
-        """One call under the deadline; gRPC's retry policy (the channel's service config)
-        retries it when that is safe."""
-        try:
-            return getattr(self._stub, method)(
-                request, timeout=self.config.timeout, metadata=self.config.metadata()
-            )
-        except grpc.RpcError as error:
-            raise TaskRunError.from_rpc_error(error) from None
+    # Task runs
+    create_task_run = _blocking(AsyncTaskRunClient.create_task_run)
+    batch_create_task_runs = _blocking(AsyncTaskRunClient.batch_create_task_runs)
+    read_task_run = _blocking(AsyncTaskRunClient.read_task_run)
+    read_task_runs = _blocking(AsyncTaskRunClient.read_task_runs)
+    iter_task_runs = _blocking_stream(AsyncTaskRunClient.iter_task_runs)
+    paginate_task_runs = _blocking(AsyncTaskRunClient.paginate_task_runs)
+    count_task_runs = _blocking(AsyncTaskRunClient.count_task_runs)
+    task_run_history = _blocking(AsyncTaskRunClient.task_run_history)
+    update_task_run = _blocking(AsyncTaskRunClient.update_task_run)
+    delete_task_run = _blocking(AsyncTaskRunClient.delete_task_run)
+    read_task_run_state = _blocking(AsyncTaskRunClient.read_task_run_state)
+    read_task_run_states = _blocking(AsyncTaskRunClient.read_task_run_states)
+    delete_task_run_state = _blocking(AsyncTaskRunClient.delete_task_run_state)
+    set_task_run_state = _blocking(AsyncTaskRunClient.set_task_run_state)
+    batch_set_task_run_states = _blocking(AsyncTaskRunClient.batch_set_task_run_states)
+    heartbeat_task_runs = _blocking(AsyncTaskRunClient.heartbeat_task_runs)
+    subscribe_scheduled_tasks = _blocking_stream(AsyncTaskRunClient.subscribe_scheduled_tasks)
+    watch_task_runs = _blocking_stream(AsyncTaskRunClient.watch_task_runs)
+    wait = _blocking(AsyncTaskRunClient.wait)
+    # Concurrency limits
+    create_concurrency_limit = _blocking(AsyncTaskRunClient.create_concurrency_limit)
+    read_concurrency_limit = _blocking(AsyncTaskRunClient.read_concurrency_limit)
+    read_concurrency_limits = _blocking(AsyncTaskRunClient.read_concurrency_limits)
+    reset_concurrency_limit = _blocking(AsyncTaskRunClient.reset_concurrency_limit)
+    delete_concurrency_limit = _blocking(AsyncTaskRunClient.delete_concurrency_limit)
+    # Flows, deployments, flow runs
+    create_flow = _blocking(AsyncTaskRunClient.create_flow)
+    read_flow = _blocking(AsyncTaskRunClient.read_flow)
+    create_deployment = _blocking(AsyncTaskRunClient.create_deployment)
+    read_deployment = _blocking(AsyncTaskRunClient.read_deployment)
+    create_flow_run = _blocking(AsyncTaskRunClient.create_flow_run)
+    read_flow_run = _blocking(AsyncTaskRunClient.read_flow_run)
+    set_flow_run_state = _blocking(AsyncTaskRunClient.set_flow_run_state)
+    # Logs
+    create_logs = _blocking(AsyncTaskRunClient.create_logs)
+    read_logs = _blocking(AsyncTaskRunClient.read_logs)
 
-    def create_task_run(
-        self, task_key: str, dynamic_key: str, **fields: Any
-    ) -> pb.CreateTaskRunResponse:
-        response: pb.CreateTaskRunResponse = self._call(
-            "CreateTaskRun", requests.create_task_run(task_key, dynamic_key, **fields)
-        )
-        return response
 
-    def batch_create_task_runs(
-        self, items: list[pb.CreateTaskRunRequest]
-    ) -> list[pb.CreateTaskRunResponse]:
-        """Create up to 1,000 runs in one call, all or nothing; answers in request order."""
-        response = self._call("BatchCreateTaskRuns", pb.BatchCreateTaskRunsRequest(requests=items))
-        return list(response.responses)
+async def _open(config: ClientConfig) -> AsyncTaskRunClient:
+    """Made on the client's loop: a gRPC aio channel belongs to the loop it was made on."""
+    return AsyncTaskRunClient(config)
 
-    def read_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
-        response = self._call("ReadTaskRun", pb.ReadTaskRunRequest(task_run_id=task_run_id))
-        return response.task_run  # type: ignore[no-any-return]
 
-    def read_task_runs(self, **request: Any) -> list[task_run_pb2.TaskRun]:
-        return list(self._call("ReadTaskRuns", pb.ReadTaskRunsRequest(**request)).task_runs)
-
-    def paginate_task_runs(self, **request: Any) -> pb.PaginateTaskRunsResponse:
-        response: pb.PaginateTaskRunsResponse = self._call(
-            "PaginateTaskRuns", pb.PaginateTaskRunsRequest(**request)
-        )
-        return response
-
-    def count_task_runs(self, **filters: Any) -> int:
-        return int(self._call("CountTaskRuns", pb.CountTaskRunsRequest(**filters)).count)
-
-    def task_run_history(
-        self, start: datetime, end: datetime, interval: timedelta, **filters: Any
-    ) -> list[pb.HistoryInterval]:
-        response = self._call("TaskRunHistory", requests.history(start, end, interval, **filters))
-        return list(response.intervals)
-
-    def update_task_run(self, task_run_id: str, *, name: str) -> task_run_pb2.TaskRun:
-        request = pb.UpdateTaskRunRequest(task_run_id=task_run_id, name=name)
-        return self._call("UpdateTaskRun", request).task_run  # type: ignore[no-any-return]
-
-    def delete_task_run(self, task_run_id: str) -> None:
-        self._call("DeleteTaskRun", pb.DeleteTaskRunRequest(task_run_id=task_run_id))
-
-    def read_task_run_states(self, task_run_id: str) -> list[state_pb2.State]:
-        request = pb.ReadTaskRunStatesRequest(task_run_id=task_run_id)
-        return list(self._call("ReadTaskRunStates", request).states)
-
-    def set_task_run_state(
-        self,
-        task_run_id: str,
-        state: state_pb2.StateCreate | int,
-        *,
-        force: bool = False,
-        lease_id: str = "",
-        **naming: str,
-    ) -> pb.SetTaskRunStateResponse:
-        request = requests.set_state(task_run_id, state, force, lease_id, **naming)
-        transition_id = with_transition_id(request)
-        response: pb.SetTaskRunStateResponse = self._call("SetTaskRunState", request)
-        settle_duplicate(response, transition_id)
-        return response
-
-    def batch_set_task_run_states(
-        self, proposals: list[pb.SetTaskRunStateRequest]
-    ) -> list[pb.BatchSetTaskRunStateResult]:
-        """Propose states for up to 1,000 runs in one call, each orchestrated on its own; a
-        result per proposal, in order: its answer, or its own error (NOT_FOUND). Safe to retry:
-        every proposal carries a transition id."""
-        request = pb.BatchSetTaskRunStatesRequest(requests=proposals)
-        transition_ids = with_transition_ids(request)
-        response: pb.BatchSetTaskRunStatesResponse = self._call("BatchSetTaskRunStates", request)
-        settle_duplicates(response, transition_ids)
-        return list(response.results)
-
-    def heartbeat_task_runs(self, leases: list[tuple[str, str]]) -> pb.HeartbeatTaskRunsResponse:
-        """Renew the (task run id, lease id) pairs held; each result says HELD, CANCELLING or
-        LOST, and `next_heartbeat` when to call again."""
-        response: pb.HeartbeatTaskRunsResponse = self._call(
-            "HeartbeatTaskRuns", requests.heartbeat(leases)
-        )
-        return response
-
-    def subscribe_scheduled_tasks(
-        self, task_keys: list[str], *, prefetch: int = 10, client_id: str = ""
-    ) -> Iterator[pb.SubscribeScheduledTasksResponse]:
-        call = self._stub.SubscribeScheduledTasks(
-            requests.subscribe(task_keys, prefetch, client_id), metadata=self.config.metadata()
-        )
-        try:
-            yield from call
-        except grpc.RpcError as error:
-            raise TaskRunError.from_rpc_error(error) from None
-        finally:
-            call.cancel()
+async def _next(stream: AsyncGenerator[Item, None]) -> Item:
+    return await anext(stream)

@@ -20,7 +20,7 @@ from google.protobuf import struct_pb2
 from sqlalchemy import text
 
 from taskrun.v1 import state_pb2, task_run_pb2
-from taskrun_client import AsyncTaskRunClient, ClientConfig
+from taskrun_client import AsyncTaskRunClient, ClientConfig, filters
 from taskrun_server.server import RunningServer
 from tests.factories import now, scheduled
 from tests.processes import server_process
@@ -130,7 +130,7 @@ def in_state(client: AsyncTaskRunClient, run_id: str, kind: int) -> Check:
 
 
 def completed_at_least(client: AsyncTaskRunClient, threshold: int) -> Check:
-    completed = {"state": {"type": {"any": [T.STATE_TYPE_COMPLETED]}}}
+    completed = filters.task_runs(state=["COMPLETED"])
 
     async def check() -> bool:
         return await client.count_task_runs(task_runs=completed) >= threshold
