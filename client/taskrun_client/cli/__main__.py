@@ -1,0 +1,5 @@
+"""`python -m taskrun_client.cli`, the same as `taskrun`."""
+
+from taskrun_client.cli import main
+
+main()
