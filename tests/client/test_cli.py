@@ -52,6 +52,7 @@ async def in_a_terminal(server: RunningServer, *args: str, columns: int = 80) ->
         "COLUMNS": str(columns),
         "LINES": "50",
         "TERM": "xterm-256color",
+        "TZ": "UTC",  # the zone the history test expects to see named
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "taskrun_client.cli", "--target", f"127.0.0.1:{server.port}", *args,
