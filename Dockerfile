@@ -13,8 +13,11 @@ RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 taskrun
+# The server's dependencies from the lock (pinned and hashed), then the wheel alone.
+COPY requirements/server.lock /tmp/server.lock
+RUN pip install --no-cache-dir --require-hashes -r /tmp/server.lock && rm /tmp/server.lock
 COPY --from=build /dist/*.whl /tmp/
-RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
+RUN pip install --no-cache-dir --no-deps /tmp/*.whl && rm /tmp/*.whl
 USER taskrun
 # Outside loopback the server refuses plaintext unless told: this image assumes TLS ends at the
 # load balancer or mesh. To serve TLS itself, mount the files, set TASKRUN_TLS_CERT_FILE and

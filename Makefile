@@ -6,17 +6,36 @@ BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/taskrun/v1/*.proto)
 NODE_BIN := node_modules/.bin
 
-.PHONY: install node-deps run test bench conformance scale-out rolling-restart protos protos-check lint typecheck buf-lint check clean
+.PHONY: install install-run node-deps run test bench conformance scale-out rolling-restart protos protos-check lint typecheck buf-lint check lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev]'
+## Installs come from the locks in requirements/ (every version pinned, every file hashed), then
+## the project itself without resolving anything again. `make lock` refreshes the locks.
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/dev.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@ $(VENV)/.run-installed
+
+## What running needs and no more: the server and the embedded Postgres, no dev tools.
+$(VENV)/.run-installed: $(BIN)/python pyproject.toml requirements/run.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements/run.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+install-run: $(VENV)/.run-installed
+
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
+## Re-resolve the locks from pyproject.toml (needs PyPI): dev (CI, make test), run (make run:
+## server and embedded Postgres), server (the image: the server alone).
+lock: install
+	$(LOCK) --extra dev -o requirements/dev.lock
+	$(LOCK) --extra embedded -o requirements/run.lock
+	$(LOCK) --extra server -o requirements/server.lock
 
 ## Generate the Python stubs (grpcio-tools + mypy-protobuf) into gen/taskrun/v1.
 protos: install
@@ -36,7 +55,7 @@ protos-check: protos
 	@git diff --exit-code --stat -- gen/ || (echo "gen/ is stale: run 'make protos' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- gen/)" || (echo "gen/ has untracked files: run 'make protos' and commit" && git status --porcelain -- gen/ && exit 1)
 
-run: install
+run: install-run
 	$(BIN)/taskrun-server serve
 
 ## Node tooling (buf, grpc-js) for the buf curl and polyglot tests; skipped where npm is absent.
@@ -82,4 +101,4 @@ buf-lint: $(NODE_BIN)/buf
 check: lint typecheck buf-lint protos-check test
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .taskrun .conformance
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .taskrun .conformance gen/ts gen/go
