@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/taskrun/v1/*.proto)
 NODE_BIN := node_modules/.bin
 
-.PHONY: install install-run node-deps run test bench conformance scale-out rolling-restart protos protos-check lint typecheck buf-lint check lock clean
+.PHONY: codegen install install-run node-deps run test bench conformance scale-out rolling-restart protos protos-check lint typecheck buf-lint check lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ protos: install
 		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
 		--python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen \
 		$(PROTO_FILES)
+	# With their comments, for server reflection (`grpcurl describe` shows them).
+	$(BIN)/python -m grpc_tools.protoc -I protos --include_source_info \
+		--descriptor_set_out=gen/taskrun/v1/descriptors.binpb $(PROTO_FILES)
 	echo '"""Generated protobuf and gRPC stubs for the taskrun.v1 contract. Do not edit."""' > gen/taskrun/__init__.py
 	cp gen/taskrun/__init__.py gen/taskrun/v1/__init__.py
 	touch gen/taskrun/py.typed
@@ -83,6 +86,16 @@ scale-out: install
 ## Two replicas behind nginx restarted one after the other under load (needs nginx-light).
 rolling-restart: install
 	$(BIN)/python -m bench.rolling_restart
+
+## TypeScript and Go from the same contract, into gen/ts and gen/go (not committed: consumers
+## generate their own), the TypeScript type-checked. Needs `npm install`, and for Go
+## protoc-gen-go / protoc-gen-go-grpc on PATH (CODEGEN_TEMPLATE=buf.gen.ts.yaml: TypeScript only).
+CODEGEN_TEMPLATE ?= buf.gen.yaml
+codegen: $(NODE_BIN)/buf
+	rm -rf gen/ts gen/go
+	cd protos && ../$(NODE_BIN)/buf generate --template $(CODEGEN_TEMPLATE)
+	$(NODE_BIN)/tsc --noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext \
+		--skipLibCheck $$(find gen/ts -name '*.ts')
 
 lint: install
 	$(BIN)/ruff check .

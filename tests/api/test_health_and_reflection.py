@@ -65,6 +65,30 @@ async def test_reflection_describes_the_task_run_message(
     assert "taskrun/v1/task_run.proto" in {f.name for f in files}
 
 
+@pytest.mark.parametrize("package", PROTOCOLS)
+async def test_reflection_describes_the_contract_with_its_comments(
+    channel: grpc.aio.Channel, package: str
+) -> None:
+    """`grpcurl describe` shows the comments of the .proto files: the descriptors carry them."""
+    request = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="taskrun.v1.TaskRunService"
+    )
+    response = await reflect(channel, package, request)
+    files = {
+        f.name: f
+        for f in map(
+            descriptor_pb2.FileDescriptorProto.FromString,
+            response.file_descriptor_response.file_descriptor_proto,
+        )
+    }
+    comments = " ".join(
+        location.leading_comments
+        for location in files["taskrun/v1/task_run_service.proto"].source_code_info.location
+    )
+    assert "Proposes a new state for a task run" in comments
+    assert "Streams task runs as their states change" in comments
+
+
 async def test_reflection_describes_its_own_v1_service(channel: grpc.aio.Channel) -> None:
     """The v1 service is listed, so it must be describable too, and in its own package."""
     request = reflection_pb2.ServerReflectionRequest(

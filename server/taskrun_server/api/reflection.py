@@ -7,15 +7,23 @@ requests decode as v1alpha messages and v1alpha responses encode as v1 ones, byt
 
 The v1 file is also put in the descriptor pool, so that `describe grpc.reflection.v1...` is
 answered like any other listed service.
+
+The contract's files are answered with their comments: grpcio-reflection copies descriptors
+without their source info, so its answers for taskrun's own files are swapped for those in
+`taskrun/v1/descriptors.binpb` (made by `make protos` with --include_source_info), and
+`grpcurl describe` shows what each service, method and field is for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from functools import cache
+from importlib import resources
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 V1ALPHA_SERVICE_NAME: str = reflection.SERVICE_NAME
 V1_PACKAGE = "grpc.reflection.v1"
@@ -49,22 +57,55 @@ def _register_v1_descriptor(pool: descriptor_pool.DescriptorPool) -> None:
         pool.Add(_v1_file_descriptor())
 
 
+@cache
+def documented_files() -> dict[str, bytes]:
+    """The contract's files with their source info (comments), serialized, by file name."""
+    data = resources.files("taskrun.v1").joinpath("descriptors.binpb").read_bytes()
+    files = descriptor_pb2.FileDescriptorSet.FromString(data).file
+    return {file.name: file.SerializeToString() for file in files}
+
+
+def _with_comments(response: reflection_pb2.ServerReflectionResponse) -> None:
+    """Swap the contract's files in a file-descriptor answer for their documented versions."""
+    if not response.HasField("file_descriptor_response"):
+        return
+    documented = documented_files()
+    protos = response.file_descriptor_response.file_descriptor_proto
+    for i, serialized in enumerate(protos):
+        name = descriptor_pb2.FileDescriptorProto.FromString(serialized).name
+        if name in documented:
+            protos[i] = documented[name]
+
+
+def _documented(servicer: reflection.aio.ReflectionServicer) -> Any:
+    """The servicer's stream, its answers for the contract's files documented."""
+
+    async def info(
+        requests: AsyncIterator[reflection_pb2.ServerReflectionRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[reflection_pb2.ServerReflectionResponse]:
+        answers: Any = servicer.ServerReflectionInfo(requests, context)  # an async generator
+        async for response in answers:
+            _with_comments(response)
+            yield response
+
+    return info
+
+
 def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     """Serve reflection for these services (and for reflection itself) under v1 and v1alpha."""
     pool = descriptor_pool.Default()
     _register_v1_descriptor(pool)
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
-    servicer = reflection.aio.ReflectionServicer(names, pool=pool)
-    # grpcio-reflection ships no type hints.
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    v1_handler = grpc.method_handlers_generic_handler(
-        V1_SERVICE_NAME,
-        {
-            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                servicer.ServerReflectionInfo,
-                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-            )
-        },
+    info = _documented(reflection.aio.ReflectionServicer(names, pool=pool))
+    handler = grpc.stream_stream_rpc_method_handler(
+        info,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((v1_handler,))
+    server.add_generic_rpc_handlers(
+        tuple(
+            grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": handler})
+            for name in (V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME)
+        )
+    )
