@@ -43,7 +43,21 @@ async def serve_forever(settings: Settings) -> None:
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade_to_head, url)
     running = await start_server(settings, url, transport)
+    if settings.log_format == "text" and sys.stderr.isatty():
+        logger.info(welcome(f"{settings.host}:{running.port}"))
     await serve_until_signalled(running, settings.grace_period_seconds)
+
+
+def welcome(target: str) -> str:
+    """What to try next, for someone who just started a server in their terminal."""
+    create = '{"task_key": "hello", "dynamic_key": "1"}'
+    return (
+        f"ready on {target}. Try it:\n"
+        f"  .venv/bin/taskrun --target {target} list\n"
+        f"  node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge -d '{create}' \\\n"
+        f"      http://{target}/taskrun.v1.TaskRunService/CreateTaskRun\n"
+        "  (Ctrl-C stops the server; README.md says more)"
+    )
 
 
 def serve_in_this_process(settings: Settings) -> None:

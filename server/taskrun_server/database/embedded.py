@@ -7,10 +7,25 @@ TASKRUN_DATABASE_URL instead.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+
+def _quietly_to(log_file: Path) -> None:
+    """pgserver narrates initdb and pg_ctl at length, with their output: that goes to a file
+    beside the data, not to the terminal of someone who just typed `make run`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    narrator = logging.getLogger("pgserver")
+    if not any(isinstance(h, logging.FileHandler) for h in narrator.handlers):
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        narrator.addHandler(handler)
+    narrator.propagate = False
+    # platformdirs asks for a runtime directory containers often lack; pgserver does not need it.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
@@ -19,6 +34,9 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
     The handle must stay referenced for as long as the database is used: pgserver stops the
     server when the last handle is garbage collected.
     """
+    data_dir = data_dir.resolve()
+    log_file = data_dir.parent / f"{data_dir.name}.log"
+    _quietly_to(log_file)
     try:  # imported here: only the embedded path needs it, and it is slow to import
         from pgserver.postgres_server import get_server
     except ImportError:
@@ -27,9 +45,8 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
             "set the URL, or install taskrun[embedded]"
         ) from None
 
-    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode="stop")
     uri: str = server.get_uri()
-    logger.info("embedded postgres running in %s", data_dir)
+    logger.info("embedded Postgres running in %s (its log: %s)", data_dir, log_file)
     return uri, server

@@ -35,7 +35,20 @@ def upgrade_to_head(url: str) -> None:
             )
             config = alembic_config()
             config.attributes["connection"] = connection
+            before = _revision(connection)
             command.upgrade(config, "head")
+            after = _revision(connection)
     finally:
         engine.dispose()
-    logger.info("database schema is at the newest revision")
+    if before == after:
+        logger.info("database schema is at the newest revision (%s)", after)
+    else:
+        logger.info("database schema migrated from %s to %s", before or "nothing", after)
+
+
+def _revision(connection: sqlalchemy.Connection) -> str | None:
+    exists = connection.execute(sqlalchemy.text("SELECT to_regclass('alembic_version')"))
+    if exists.scalar_one() is None:
+        return None
+    version = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+    return version.scalar_one_or_none()

@@ -52,3 +52,5 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else KeyValueFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # Alembic announces every migration step; the server says what migrating did in one line.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
