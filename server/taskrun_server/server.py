@@ -14,6 +14,7 @@ from datetime import timedelta
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskrun.v1 import (
@@ -43,6 +44,7 @@ from taskrun_server.database.notifications import NotificationListener
 from taskrun_server.domain.limits import MAX_REQUEST_BYTES
 from taskrun_server.observability.metrics import MetricsEndpoint, ServerMetrics
 from taskrun_server.observability.rpc_interceptor import RpcObservabilityInterceptor
+from taskrun_server.observability.tracing import provider_from_environment, start_tracing
 from taskrun_server.orchestration.decision import OrchestrationSettings
 from taskrun_server.orchestration.leases import LeaseSettings, timeout_or_never
 from taskrun_server.security.tokens import TokenSet
@@ -92,6 +94,7 @@ class RunningServer:
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
     health_reporter: DatabaseHealthReporter
+    tracer_provider: TracerProvider | None = None
 
     @property
     def metrics_port(self) -> int | None:
@@ -114,6 +117,8 @@ class RunningServer:
         await self.listener.stop()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
+        if self.tracer_provider is not None:
+            await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes what is pending
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -147,6 +152,10 @@ async def start_server(
         RpcObservabilityInterceptor(metrics, access_log_enabled=settings.access_log),
         admission,
     ]
+    tracer_provider = provider_from_environment()
+    if tracer_provider is not None:  # outermost: the span covers everything the call meets
+        interceptors.insert(0, start_tracing(tracer_provider))
+        logger.info("tracing on: spans per RPC, exported as OTEL_* says")
     if tokens:
         interceptors.append(TokenAuthInterceptor(tokens))
     interceptors.append(ErrorStatusInterceptor())
@@ -246,6 +255,7 @@ async def start_server(
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,
         health_reporter=health_reporter,
+        tracer_provider=tracer_provider,
     )
 
 

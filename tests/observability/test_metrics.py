@@ -45,13 +45,25 @@ async def eventually(read: Callable[[], object], expected: float, seconds: float
     raise AssertionError(f"expected {expected}, last saw {value}")
 
 
-async def test_counts_rpcs_by_method_and_status_code(
+def unary(method: str) -> dict[str, str]:
+    """The standard labels (go-grpc-prometheus's) of one of TaskRunService's unary methods."""
+    return {
+        "grpc_type": "unary",
+        "grpc_service": SERVICE.strip("/"),
+        "grpc_method": method,
+    }
+
+
+async def test_counts_rpcs_under_the_standard_grpc_names(
     task_runs: TaskRunStub, fresh_server: RunningServer
 ) -> None:
-    ok = dict(method=SERVICE + "CreateTaskRun", code="OK")
-    invalid = dict(method=SERVICE + "ReadTaskRun", code="INVALID_ARGUMENT")
-    ok_before = await sample(fresh_server, "taskrun_rpc_requests_total", **ok)
-    invalid_before = await sample(fresh_server, "taskrun_rpc_requests_total", **invalid)
+    ok = unary("CreateTaskRun") | {"grpc_code": "OK"}
+    invalid = unary("ReadTaskRun") | {"grpc_code": "INVALID_ARGUMENT"}
+    ok_before = await sample(fresh_server, "grpc_server_handled_total", **ok)
+    invalid_before = await sample(fresh_server, "grpc_server_handled_total", **invalid)
+    started_before = await sample(
+        fresh_server, "grpc_server_started_total", **unary("CreateTaskRun")
+    )
 
     await create_run(task_runs)
     await create_run(task_runs)
@@ -60,19 +72,29 @@ async def test_counts_rpcs_by_method_and_status_code(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
 
-    assert await sample(fresh_server, "taskrun_rpc_requests_total", **ok) == ok_before + 2
-    assert await sample(fresh_server, "taskrun_rpc_requests_total", **invalid) == invalid_before + 1
+    assert await sample(fresh_server, "grpc_server_handled_total", **ok) == ok_before + 2
+    assert await sample(fresh_server, "grpc_server_handled_total", **invalid) == invalid_before + 1
+    started = await sample(fresh_server, "grpc_server_started_total", **unary("CreateTaskRun"))
+    assert started == started_before + 2
 
 
-async def test_times_unary_calls_in_a_histogram(
+async def test_times_calls_in_the_standard_histogram(
     task_runs: TaskRunStub, fresh_server: RunningServer
 ) -> None:
-    method = SERVICE + "CountTaskRuns"
-    before = await sample(fresh_server, "taskrun_rpc_latency_seconds_count", method=method)
+    labels = unary("CountTaskRuns")
+    before = await sample(fresh_server, "grpc_server_handling_seconds_count", **labels)
+    sent_before = await sample(fresh_server, "grpc_server_msg_sent_total", **labels)
     await task_runs.CountTaskRuns(task_run_service_pb2.CountTaskRunsRequest())
-    after = await sample(fresh_server, "taskrun_rpc_latency_seconds_count", method=method)
+    after = await sample(fresh_server, "grpc_server_handling_seconds_count", **labels)
     assert after == before + 1
-    assert await sample(fresh_server, "taskrun_rpc_latency_seconds_sum", method=method) > 0
+    assert await sample(fresh_server, "grpc_server_handling_seconds_sum", **labels) > 0
+    assert await sample(fresh_server, "grpc_server_msg_sent_total", **labels) == sent_before + 1
+
+
+async def test_exports_the_process_metrics(fresh_server: RunningServer) -> None:
+    assert await sample(fresh_server, "process_cpu_seconds_total") > 0
+    assert await sample(fresh_server, "process_resident_memory_bytes") > 0
+    assert await sample(fresh_server, "python_gc_objects_collected_total", generation="0") >= 0
 
 
 async def test_gauges_open_subscriptions_and_counts_deliveries(

@@ -47,6 +47,7 @@ from taskrun_server.domain.limits import (
     check_required_text,
     check_text,
 )
+from taskrun_server.observability.tracing import proposing
 from taskrun_server.repository.history import bucket_count
 from taskrun_server.service.clock import utcnow
 from taskrun_server.service.delivery import DeliveryService, ShuttingDown
@@ -83,7 +84,8 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     ) -> pb.CreateTaskRunResponse:
         heavy = request_is_large()
         parsed = await off_the_loop_if(heavy, parse_create_request, request)
-        run, created = await self._service.create(parsed)
+        with proposing([parsed.state.state_details.traceparent if parsed.state else None]):
+            run, created = await self._service.create(parsed)
         answer = await off_the_loop_if(heavy, stored_run_to_proto, run, utcnow())
         return pb.CreateTaskRunResponse(task_run=answer, created=created)
 
@@ -225,12 +227,13 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     ) -> pb.SetTaskRunStateResponse:
         heavy = request_is_large()
         proposal = await off_the_loop_if(heavy, parse_set_state_request, request)
-        transition = await self._orchestration.set_state(
-            proposal.task_run_id,
-            proposal.proposed,
-            force=proposal.force,
-            lease_id=proposal.lease_id,
-        )
+        with proposing([proposal.proposed.state_details.traceparent]):
+            transition = await self._orchestration.set_state(
+                proposal.task_run_id,
+                proposal.proposed,
+                force=proposal.force,
+                lease_id=proposal.lease_id,
+            )
         heavy = heavy or carries_json(transition.run.parameters)
         return await off_the_loop_if(heavy, transition_to_proto, transition, utcnow())
 
@@ -239,7 +242,8 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
     ) -> pb.BatchSetTaskRunStatesResponse:
         heavy = request_is_large() or len(request.requests) > OFFLOAD_BATCH_ITEMS
         proposals = await off_the_loop_if(heavy, parse_batch_set_state_request, request)
-        results = await self._orchestration.set_states(proposals)
+        with proposing(p.proposed.state_details.traceparent for p in proposals):
+            results = await self._orchestration.set_states(proposals)
         now = utcnow()
 
         def encode() -> pb.BatchSetTaskRunStatesResponse:

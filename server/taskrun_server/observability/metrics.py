@@ -15,7 +15,16 @@ import threading
 from collections.abc import Awaitable, Callable
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from taskrun_server.repository.delivery import Backlog
 
@@ -27,22 +36,49 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
+RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
+"""The labels of go-grpc-prometheus and py-grpc-prometheus, which gRPC dashboards expect."""
+
+
 class ServerMetrics:
-    """The metrics one server exports."""
+    """The metrics one server exports: gRPC's standard server metrics (the names and labels of
+    go-grpc-prometheus, which existing dashboards read), the process's own (CPU, memory, file
+    descriptors, garbage collection), and taskrun's delivery and backlog figures."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.rpc_requests = Counter(
-            "taskrun_rpc_requests",
-            "Finished RPCs by method and gRPC status code.",
-            ["method", "code"],
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.started = Counter(
+            "grpc_server_started",
+            "RPCs started on the server.",
+            RPC_LABELS,
             registry=self.registry,
         )
-        self.rpc_latency = Histogram(
-            "taskrun_rpc_latency_seconds",
-            "Latency of unary RPCs, from the handler's start to its response.",
-            ["method"],
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, by the status code the client received.",
+            [*RPC_LABELS, "grpc_code"],
+            registry=self.registry,
+        )
+        self.handling_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time the server took to handle an RPC, to its last message.",
+            RPC_LABELS,
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.messages_received = Counter(
+            "grpc_server_msg_received",
+            "Messages received by the server from its clients.",
+            RPC_LABELS,
+            registry=self.registry,
+        )
+        self.messages_sent = Counter(
+            "grpc_server_msg_sent",
+            "Messages sent by the server to its clients.",
+            RPC_LABELS,
             registry=self.registry,
         )
         self.active_subscribers = Gauge(

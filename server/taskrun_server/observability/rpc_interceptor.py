@@ -42,6 +42,12 @@ def _code_of(error: BaseException, context: grpc.aio.ServicerContext[Any, Any]) 
     return grpc.StatusCode.UNKNOWN.name
 
 
+def _labels(kind: str, method: str) -> tuple[str, str, str]:
+    """grpc_type, grpc_service and grpc_method of "/package.Service/Method"."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return kind, service, name
+
+
 def _task_run_id(request: Any, response: Any) -> str | None:
     """The run a call was about: the request's task_run_id, else the returned run's id."""
     requested = getattr(request, "task_run_id", "")
@@ -76,54 +82,73 @@ class RpcObservabilityInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _unary(self, method: str, behaviour: UnaryBehaviour) -> UnaryBehaviour:
-        requests = self._metrics.rpc_requests
-        latency = self._metrics.rpc_latency.labels(method)
+        labels = _labels("unary", method)
+        m = self._metrics
+        started, received, sent = (
+            m.started.labels(*labels),
+            m.messages_received.labels(*labels),
+            m.messages_sent.labels(*labels),
+        )
+        handling = m.handling_seconds.labels(*labels)
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = time.perf_counter()
+            began = time.perf_counter()
+            started.inc()
+            received.inc()
             response: Any = None
             code = "OK"
             try:
                 response = await behaviour(request, context)
+                sent.inc()
                 return response
             except BaseException as error:
                 code = _code_of(error, context)
                 raise
             finally:
-                elapsed = time.perf_counter() - started
-                requests.labels(method, code).inc()
-                latency.observe(elapsed)
+                elapsed = time.perf_counter() - began
+                m.handled.labels(*labels, code).inc()
+                handling.observe(elapsed)
                 if self._log:
                     self._write(method, code, elapsed, context.peer(), request, response)
 
         return observed
 
     def _stream(self, method: str, behaviour: StreamBehaviour) -> StreamBehaviour:
-        metrics = self._metrics
+        labels = _labels("server_stream", method)
+        m = self._metrics
+        delivering = method.endswith("/SubscribeScheduledTasks")
+        sent_counter = m.messages_sent.labels(*labels)
 
         async def observed(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             # Nothing below touches `context` once the stream is over: a stream can be closed
             # after its call is gone (the client cancelled), and the call must not be read then.
-            started = time.perf_counter()
+            began = time.perf_counter()
             peer = context.peer() if self._log else ""
             code = "OK"
             sent = 0
-            metrics.active_subscribers.inc()
+            m.started.labels(*labels).inc()
+            m.messages_received.labels(*labels).inc()
+            if delivering:
+                m.active_subscribers.inc()
             try:
                 async for item in behaviour(request, context):
                     sent += 1
-                    metrics.deliveries.inc()
+                    sent_counter.inc()
+                    if delivering:
+                        m.deliveries.inc()
                     yield item
             except BaseException as error:
                 code = _code_of(error, context)
                 raise
             finally:
-                metrics.active_subscribers.dec()
-                metrics.rpc_requests.labels(method, code).inc()
+                if delivering:
+                    m.active_subscribers.dec()
+                elapsed = time.perf_counter() - began
+                m.handled.labels(*labels, code).inc()
+                m.handling_seconds.labels(*labels).observe(elapsed)
                 if self._log:
-                    elapsed = time.perf_counter() - started
                     self._write(method, code, elapsed, peer, request, messages_sent=sent)
 
         return observed
