@@ -27,6 +27,7 @@ from bench.delivery import bench_delivery
 from bench.measure import Row, ServerCpu, percentile
 from bench.overload import bench_health_under_maximal_requests
 from bench.server_process import bench_server
+from bench.watch import bench_watch_latency
 from bench.workers import bench_end_to_end, bench_idle_subscribers, bench_kill_to_redelivery
 from devtools.scratch_database import libpq_url
 from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
@@ -201,6 +202,7 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
             rows += await bench_batch_creates(stub, cpu=cpu)
             rows += await bench_state_changes(stub, lives=creates // 4, cpu=cpu)
             rows += await bench_delivery(stub, backlog=2000)
+            rows.append(await bench_watch_latency(stub))
             rows += await bench_workers(stub, server.target, create)
 
             now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
