@@ -47,6 +47,7 @@ def start_server_process(database_url: str, port: int, **settings: str) -> subpr
         "TASKRUN_PORT": str(port),
         "TASKRUN_LOG_LEVEL": "WARNING",
         "TASKRUN_METRICS_PORT": "0",
+        "TASKRUN_DASHBOARD_PORT": "0",
         **{f"TASKRUN_{k.upper()}": v for k, v in settings.items()},
     }
     return subprocess.Popen([sys.executable, "-m", "taskrun_server.cli", "serve"], env=env)

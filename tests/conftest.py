@@ -75,6 +75,7 @@ async def server(database_url: str) -> AsyncIterator[RunningServer]:
         reaper_interval_seconds=0.2,
         concurrency_slot_wait_seconds=0.3,
         metrics_port=0,
+        dashboard_port=0,
         metrics_refresh_seconds=0.2,
     )
     running = await start_server(settings, database_url)

@@ -18,6 +18,7 @@ def test_server_starts_on_embedded_postgres_and_stops_on_sigterm(tmp_path: Path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
     env |= {"TASKRUN_PORT": str(port), "TASKRUN_DATA_DIR": str(tmp_path / "pg")}
+    env["TASKRUN_DASHBOARD_PORT"] = "0"
     process = subprocess.Popen(
         [sys.executable, "-m", "taskrun_server.cli", "serve"],
         env=env,
@@ -64,6 +65,7 @@ def test_a_cold_start_in_a_terminal_is_short_and_says_what_to_try(tmp_path: Path
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUN_")}
     env |= {"TASKRUN_PORT": str(port), "TASKRUN_DATA_DIR": str(tmp_path / "pg"), "COLUMNS": "100"}
+    env["TASKRUN_DASHBOARD_PORT"] = "0"
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "taskrun_server.cli", "serve"],

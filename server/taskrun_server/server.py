@@ -39,6 +39,9 @@ from taskrun_server.api.resource_servicers import (
     LogServicer,
 )
 from taskrun_server.api.task_run_servicer import TaskRunServicer
+from taskrun_server.dashboard.app import DashboardEndpoint, build_app
+from taskrun_server.dashboard.sessions import Sessions
+from taskrun_server.dashboard.views import Services
 from taskrun_server.database.engine import create_engine
 from taskrun_server.database.notifications import NotificationListener
 from taskrun_server.domain.limits import MAX_REQUEST_BYTES
@@ -48,12 +51,13 @@ from taskrun_server.observability.tracing import provider_from_environment, star
 from taskrun_server.orchestration.decision import OrchestrationSettings
 from taskrun_server.orchestration.leases import LeaseSettings, timeout_or_never
 from taskrun_server.security.tokens import TokenSet
-from taskrun_server.security.transport import TransportSecurity, transport_for
+from taskrun_server.security.transport import TransportSecurity, dashboard_tls, transport_for
 from taskrun_server.service.coalescing import CoalescingSettings
 from taskrun_server.service.concurrency_limits import ConcurrencyLimitService
 from taskrun_server.service.delivery import DeliveryService, DeliverySettings
 from taskrun_server.service.leases import LeaseService
 from taskrun_server.service.orchestration import OrchestrationService
+from taskrun_server.service.queues import QueueService
 from taskrun_server.service.reaper import Reaper
 from taskrun_server.service.resources import ResourceService
 from taskrun_server.service.tally_compactor import TallyCompactor
@@ -93,12 +97,17 @@ class RunningServer:
     admission: Admission
     metrics: ServerMetrics
     metrics_endpoint: MetricsEndpoint | None
+    dashboard: DashboardEndpoint | None
     health_reporter: DatabaseHealthReporter
     tracer_provider: TracerProvider | None = None
 
     @property
     def metrics_port(self) -> int | None:
         return self.metrics_endpoint.port if self.metrics_endpoint else None
+
+    @property
+    def dashboard_port(self) -> int | None:
+        return self.dashboard.port if self.dashboard else None
 
     async def stop(self, grace: float | None) -> None:
         """Refuse new calls (UNAVAILABLE, retry), end subscriptions (UNAVAILABLE: resubscribe),
@@ -111,6 +120,8 @@ class RunningServer:
         started = asyncio.get_running_loop().time()
         await self.admission.drained(grace if grace is not None else 10.0)
         elapsed = asyncio.get_running_loop().time() - started
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         await self.server.stop(max((grace or 0.0) - elapsed, 0.5))
         await self.reaper.stop()
         await self.compactor.stop()
@@ -197,8 +208,9 @@ async def start_server(
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(
         TaskRunServicer(task_runs, orchestration, delivery, leases, watch), server
     )
+    limits = ConcurrencyLimitService(engine)
     concurrency_limits_pb2_grpc.add_ConcurrencyLimitServiceServicer_to_server(
-        ConcurrencyLimitServicer(ConcurrencyLimitService(engine)), server
+        ConcurrencyLimitServicer(limits), server
     )
     resources_pb2_grpc.add_FlowServiceServicer_to_server(FlowServicer(resources), server)
     resources_pb2_grpc.add_DeploymentServiceServicer_to_server(
@@ -225,6 +237,21 @@ async def start_server(
         metrics_endpoint = MetricsEndpoint(metrics, settings.metrics_host, settings.metrics_port)
         metrics_endpoint.refresh_backlog(delivery.backlog, settings.metrics_refresh_seconds)
         logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_endpoint.port)
+    dashboard = None
+    if settings.dashboard_enabled:
+        services = Services(
+            task_runs=task_runs,
+            orchestration=orchestration,
+            resources=resources,
+            limits=limits,
+            queues=QueueService(engine, delivery),
+        )
+        app = build_app(services, Sessions(tokens), watch)
+        dashboard = DashboardEndpoint(
+            app, settings.dashboard_host, settings.dashboard_port, dashboard_tls(settings)
+        )
+        await dashboard.start()
+        logger.info("dashboard on %s", dashboard.url)
     listener.start()
     delivery.start()
     reaper.start()
@@ -254,6 +281,7 @@ async def start_server(
         admission=admission,
         metrics=metrics,
         metrics_endpoint=metrics_endpoint,
+        dashboard=dashboard,
         health_reporter=health_reporter,
         tracer_provider=tracer_provider,
     )

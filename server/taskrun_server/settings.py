@@ -133,6 +133,19 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often the queued and leased gauges are re-read."
     )
+    dashboard_enabled: bool = Field(
+        default=True, description="Serve the operators' web dashboard on its own HTTP port."
+    )
+    dashboard_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address the dashboard binds. Off loopback it needs TLS (the gRPC port's "
+            "certificate) or TASKRUN_PLAINTEXT=true, as the gRPC port does."
+        ),
+    )
+    dashboard_port: int = Field(
+        default=8080, ge=0, le=65535, description="Dashboard port; 0 picks a free one."
+    )
     concurrency_slot_wait_seconds: float = Field(
         default=30.0,
         gt=0,

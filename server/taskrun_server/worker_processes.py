@@ -30,14 +30,17 @@ logger = logging.getLogger("taskrun_server")
 
 
 def worker_settings(settings: Settings, index: int, database_url: str) -> Settings:
-    """What worker `index` runs with: the resolved database, no migration, its metrics port."""
+    """What worker `index` runs with: the resolved database, no migration, its own metrics
+    and dashboard ports (the base port plus its index)."""
     metrics_port = settings.metrics_port + index if settings.metrics_port else 0
+    dashboard_port = settings.dashboard_port + index if settings.dashboard_port else 0
     return settings.model_copy(
         update={
             "workers": 1,
             "database_url": database_url,
             "migrate_on_start": False,
             "metrics_port": metrics_port,
+            "dashboard_port": dashboard_port,
         }
     )
 

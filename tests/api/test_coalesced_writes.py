@@ -110,7 +110,9 @@ async def test_a_run_locked_elsewhere_holds_up_only_its_own_proposal(
 @pytest.fixture
 async def second_replica(fresh_server: RunningServer, database_url: str) -> AsyncIterator[int]:
     """Another server on the same database: its transactions wait for this one's locks."""
-    settings = Settings(database_url=database_url, host="127.0.0.1", port=0, metrics_port=0)
+    settings = Settings(
+        database_url=database_url, host="127.0.0.1", port=0, metrics_port=0, dashboard_port=0
+    )
     other = await start_server(settings, database_url)
     yield other.port
     await other.stop(grace=1.0)

@@ -174,7 +174,7 @@ async def test_shutdown_ends_streams_with_unavailable(
     from taskrun_server.server import start_server
 
     own = await start_server(
-        Settings(database_url=database_url, port=0, metrics_port=0), database_url
+        Settings(database_url=database_url, port=0, metrics_port=0, dashboard_port=0), database_url
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{own.port}") as channel:
         stub = task_run_service_pb2_grpc.TaskRunServiceStub(channel)

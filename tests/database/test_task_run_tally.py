@@ -3,6 +3,7 @@ after compaction, whatever was created, changed or deleted meanwhile."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from taskrun.v1 import state_pb2 as T
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun_server.domain.filters import (
+    IdFilter,
     Operator,
     StateFilter,
     TagsFilter,
@@ -23,11 +25,11 @@ from taskrun_server.domain.filters import (
 from taskrun_server.domain.history import HistoryInterval
 from taskrun_server.domain.states import StateType
 from taskrun_server.repository.history import _split, task_run_history
-from taskrun_server.repository.task_runs import count_task_runs
+from taskrun_server.repository.task_runs import count_task_runs, count_task_runs_by_state
 from taskrun_server.server import RunningServer
 from tests.factories import TaskRunStub, hours, propose, scheduled, state
 
-EVERYTHING = TimeFilter(after=datetime(1, 1, 1, tzinfo=UTC))
+NOBODY = IdFilter(not_any=[uuid.UUID(int=0)])
 """A criterion only the runs can answer, true of every run: it sends a query past the tally."""
 
 QUERIES = {
@@ -52,8 +54,11 @@ def tallied(f: TaskRunFilter) -> TaskRunQuery:
 
 
 def from_runs(f: TaskRunFilter) -> TaskRunQuery:
-    forced = TaskRunFilter(tags=f.tags, state=f.state, expected_start_time=EVERYTHING)
-    return TaskRunQuery(task_runs=forced)
+    return TaskRunQuery(task_runs=dataclasses.replace(f, id=NOBODY))
+
+
+def windowed(f: TaskRunFilter, after: datetime | None, before: datetime | None) -> TaskRunFilter:
+    return dataclasses.replace(f, expected_start_time=TimeFilter(after=after, before=before))
 
 
 @pytest.fixture
@@ -109,11 +114,23 @@ async def compare(server: RunningServer, base: datetime) -> None:
         (base - timedelta(minutes=17), base + hours(7), timedelta(minutes=37)),  # ragged
         (base, base + hours(6), timedelta(hours=3)),
     ]
+    ragged = base + timedelta(minutes=17, seconds=3)
+    bounds = [
+        (ragged, base + hours(4) + timedelta(minutes=5)),
+        (ragged, None),
+        (None, ragged + hours(3)),
+    ]
     async with server.engine.connect() as conn:
         for name, f in QUERIES.items():
-            by_tally = await count_task_runs(conn, tallied(f))
-            by_runs = await count_task_runs(conn, from_runs(f))
-            assert by_tally == by_runs, name
+            for after, before in [(None, None), *bounds]:
+                g = f if after is None and before is None else windowed(f, after, before)
+                by_tally = await count_task_runs(conn, tallied(g))
+                by_runs = await count_task_runs(conn, from_runs(g))
+                assert by_tally == by_runs, (name, after, before)
+                states_by_tally = await count_task_runs_by_state(conn, tallied(g))
+                states_by_runs = await count_task_runs_by_state(conn, from_runs(g))
+                assert states_by_tally == states_by_runs, (name, after, before)
+                assert sum(states_by_runs.values()) == by_runs
             for start, end, interval in windows:
                 a = await task_run_history(
                     conn, tallied(f), start=start, end=end, interval=interval, now=now

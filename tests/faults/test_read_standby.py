@@ -37,6 +37,7 @@ async def replicated(tmp_path: Path) -> AsyncIterator[tuple[TaskRunStub, Streami
             host="127.0.0.1",
             port=0,
             metrics_enabled=False,
+            dashboard_port=0,
         )
         running = await start_server(settings, primary.url)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

@@ -43,6 +43,7 @@ def traced_server_run(database_url: str) -> str:
         "TASKRUN_DATABASE_URL": database_url,
         "TASKRUN_PORT": str(port),
         "TASKRUN_METRICS_PORT": "0",
+        "TASKRUN_DASHBOARD_PORT": "0",
         "TASKRUN_LOG_LEVEL": "WARNING",
         "OTEL_TRACES_EXPORTER": "console",
         "OTEL_SERVICE_NAME": "taskrun-under-test",

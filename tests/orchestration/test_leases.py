@@ -90,7 +90,7 @@ def test_the_holder_keeps_its_lease_renewed_for_a_heartbeat_timeout() -> None:
         now=NOW,
         settings=SETTINGS,
     )
-    assert terms.lease == RunLease(held.id, "worker/1", NOW + timedelta(seconds=30))
+    assert terms.lease == RunLease(held.id, "worker/1", NOW + timedelta(seconds=30), renewed_at=NOW)
     assert terms.caller_lease == held.id
 
 

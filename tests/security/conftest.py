@@ -61,7 +61,11 @@ async def start(database_url: str) -> AsyncIterator[StartServer]:
 
         async def starter(**overrides: Any) -> RunningServer:
             settings = Settings(
-                database_url=database_url, port=0, metrics_enabled=False, **overrides
+                database_url=database_url,
+                port=0,
+                metrics_enabled=False,
+                dashboard_port=0,
+                **overrides,
             )
             running = await start_server(settings, database_url)
             stack.push_async_callback(running.stop, 0.5)

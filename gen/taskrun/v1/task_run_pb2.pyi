@@ -269,6 +269,7 @@ class TaskRun(_message.Message):
     DELIVERY_COUNT_FIELD_NUMBER: _builtins.int
     LEASE_OWNER_FIELD_NUMBER: _builtins.int
     LEASE_EXPIRES_FIELD_NUMBER: _builtins.int
+    LEASE_RENEWED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     flow_run_id: _builtins.str
@@ -334,6 +335,10 @@ class TaskRun(_message.Message):
     def lease_expires(self) -> _timestamp_pb2.Timestamp:
         """When that lease lapses unless renewed. Unset: no lease, or one that never lapses."""
 
+    @_builtins.property
+    def lease_renewed(self) -> _timestamp_pb2.Timestamp:
+        """When that lease was last taken or renewed: the holder's last heartbeat."""
+
     def __init__(
         self,
         *,
@@ -368,10 +373,11 @@ class TaskRun(_message.Message):
         delivery_count: _builtins.int = ...,
         lease_owner: _builtins.str = ...,
         lease_expires: _timestamp_pb2.Timestamp | None = ...,
+        lease_renewed: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "labels", b"labels", "lease_expires", b"lease_expires", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "created", b"created", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "labels", b"labels", "lease_expires", b"lease_expires", "lease_renewed", b"lease_renewed", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "start_time", b"start_time", "state", b"state", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "delivery_count", b"delivery_count", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "labels", b"labels", "lease_expires", b"lease_expires", "lease_owner", b"lease_owner", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "state_id", b"state_id", "state_name", b"state_name", "state_type", b"state_type", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_expiration", b"cache_expiration", "cache_key", b"cache_key", "created", b"created", "delivery_count", b"delivery_count", "dynamic_key", b"dynamic_key", "empirical_policy", b"empirical_policy", "end_time", b"end_time", "estimated_run_time", b"estimated_run_time", "estimated_start_time_delta", b"estimated_start_time_delta", "expected_start_time", b"expected_start_time", "flow_run_id", b"flow_run_id", "flow_run_run_count", b"flow_run_run_count", "id", b"id", "labels", b"labels", "lease_expires", b"lease_expires", "lease_owner", b"lease_owner", "lease_renewed", b"lease_renewed", "name", b"name", "next_scheduled_start_time", b"next_scheduled_start_time", "parameters", b"parameters", "run_count", b"run_count", "start_time", b"start_time", "state", b"state", "state_id", b"state_id", "state_name", b"state_name", "state_type", b"state_type", "tags", b"tags", "task_inputs", b"task_inputs", "task_key", b"task_key", "task_version", b"task_version", "total_run_time", b"total_run_time", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

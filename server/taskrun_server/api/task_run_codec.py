@@ -169,6 +169,7 @@ def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskR
         "delivery_count": run.delivery_count,
         "lease_owner": run.lease_owner if leased else None,
         "lease_expires": time_fields(run.lease_expires_at) if leased else None,
+        "lease_renewed": time_fields(run.lease_renewed_at) if leased else None,
     }
     msg = task_run_pb2.TaskRun(**fields)
     if run.parameters is not None:

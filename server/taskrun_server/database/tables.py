@@ -110,6 +110,7 @@ task_run = Table(
     Column("delivery_count", Integer, nullable=False, server_default=text("0")),
     Column("lease_id", UUID(as_uuid=True)),
     Column("execution_deadline", Timestamp),
+    Column("lease_renewed_at", Timestamp),
     Column("parameters", JSONB),
 )
 

@@ -99,6 +99,8 @@ class RunLease:
     direct SetTaskRunState caller whose policy asks for heartbeats."""
     expires_at: datetime | None
     """When it lapses unless renewed; None: it never lapses."""
+    renewed_at: datetime | None = None
+    """When it was last taken or renewed (by a heartbeat, or a proposal naming it)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -206,6 +208,7 @@ class TaskRun:
             lease_owner=lease.owner if lease else None,
             lease_expires_at=lease.expires_at if lease else None,
             execution_deadline=self.execution_deadline,
+            lease_renewed_at=lease.renewed_at if lease else None,
             state_message=state.message if state else None,
             state_details=state.state_details.to_json() if state else None,
             state_data=state.data if state else None,
@@ -249,6 +252,7 @@ class StoredTaskRun(NamedTuple):
     lease_owner: str | None
     lease_expires_at: datetime | None
     execution_deadline: datetime | None
+    lease_renewed_at: datetime | None
     state_message: str | None
     state_details: dict[str, Any] | None
     state_data: Any

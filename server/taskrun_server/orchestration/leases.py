@@ -121,14 +121,14 @@ def lease_after(
         return LeaseTerms(None, None, None)
     held = run.lease
     if held is not None and caller_lease == held.id:
-        renewed = RunLease(id=held.id, owner=held.owner, expires_at=_expiry(run, now, settings))
+        renewed = RunLease(held.id, held.owner, _expiry(run, now, settings), renewed_at=now)
         return LeaseTerms(renewed, deadline, held.id)
     settling = run.state_type is StateType.SCHEDULED and state.type is not StateType.CANCELLING
     if held is not None and not settling:
         return LeaseTerms(held, deadline, None)
     wanted = run.empirical_policy.heartbeat_timeout_seconds
     if state.type in STARTING and wanted is not None and wanted > 0:
-        granted = RunLease(id=new_id(), owner=None, expires_at=_expiry(run, now, settings))
+        granted = RunLease(new_id(), None, _expiry(run, now, settings), renewed_at=now)
         return LeaseTerms(granted, deadline, granted.id)
     return LeaseTerms(None, deadline, None)
 

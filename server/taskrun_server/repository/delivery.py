@@ -110,6 +110,7 @@ async def claim(
         .values(
             lease_owner=owner,
             lease_expires_at=func.now() + literal(lease, Interval),
+            lease_renewed_at=func.now(),
             delivery_count=_c.delivery_count + 1,
             # A new fencing token per delivery: whoever held the run before is refused.
             lease_id=func.gen_random_uuid(),
@@ -168,7 +169,7 @@ async def release(conn: AsyncConnection, owner: str) -> int:
     stmt = (
         update(task_run)
         .where(_c.lease_owner == owner, _c.state_type == StateType.SCHEDULED)
-        .values(lease_owner=None, lease_expires_at=None, lease_id=None)
+        .values(lease_owner=None, lease_expires_at=None, lease_id=None, lease_renewed_at=None)
         .returning(_c.id)
     )
     return len((await conn.execute(stmt)).all())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
@@ -224,6 +226,22 @@ def tallied_criteria(query: TaskRunQuery, tally: FromClause) -> Criteria | None:
     return _combine(
         f.operator, [*_tags_criteria(tally.c.tags, f.tags), *_state_criteria(tally, f.state)]
     )
+
+
+def without_expected_window(
+    query: TaskRunQuery,
+) -> tuple[TaskRunQuery, datetime | None, datetime | None] | None:
+    """The query less its expected-start-time window, and the window's bounds (inclusive),
+    when the window is ANDed with the rest: a count over such a query can add the tally's
+    whole hours inside the window to the runs of the partial hours at its edges."""
+    f = query.task_runs
+    window = f.expected_start_time if f is not None else None
+    if f is None or window is None or f.operator is not Operator.AND:
+        return None
+    if window.before is None and window.after is None:
+        return None
+    rest = dataclasses.replace(f, expected_start_time=None)
+    return dataclasses.replace(query, task_runs=rest), window.after, window.before
 
 
 def task_run_where(query: TaskRunQuery) -> Criteria:

@@ -35,7 +35,7 @@ from taskrun_server.domain.history import (
 )
 from taskrun_server.domain.states import TERMINAL_TYPES, StateType
 from taskrun_server.repository.filters import tallied_criteria, task_run_where
-from taskrun_server.repository.tally import epoch, tally_source
+from taskrun_server.repository.tally import ceil_hour, epoch, floor_hour, tally_source
 
 _ZERO = literal(timedelta(0), Interval)
 
@@ -111,10 +111,10 @@ def _split(
     before the current one (later ones have runs whose lateness grows with the time of the
     query, not linearly); the rest, the runs."""
     raw, hours = _Ranges(), _Ranges()
-    current_hour = _floor_hour(now)
+    current_hour = floor_hour(now)
     for i, interval in enumerate(intervals):
         low, high = interval.interval_start, interval.interval_end
-        first, last = _ceil_hour(low), min(_floor_hour(high), current_hour)
+        first, last = ceil_hour(low), min(floor_hour(high), current_hour)
         if not tallied or first >= last:
             raw.add(i, low, high)
             continue
@@ -122,19 +122,6 @@ def _split(
         hours.add(i, first, last)
         raw.add(i, last, high)
     return raw, hours
-
-
-def _floor_hour(value: datetime) -> datetime:
-    return value.replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(value: datetime) -> datetime:
-    floor = _floor_hour(value)
-    return floor if floor == value or floor >= _LAST_HOUR else floor + _HOUR
-
-
-_HOUR = timedelta(hours=1)
-_LAST_HOUR = _floor_hour(LAST_INSTANT)
 
 
 def _from_runs(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[Any]:

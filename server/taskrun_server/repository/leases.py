@@ -25,7 +25,7 @@ _RENEW = text(
         FROM unnest(:ids, :lease_ids) WITH ORDINALITY AS a(id, lease_id, ord)
     ), renewed AS (
         UPDATE task_run AS t
-        SET lease_expires_at = CASE
+        SET lease_renewed_at = now(), lease_expires_at = CASE
             WHEN t.state_type = 'SCHEDULED' THEN now() + :delivery_lease
             ELSE now() + make_interval(secs => NULLIF(COALESCE(
                 (t.empirical_policy ->> 'heartbeat_timeout_seconds')::float8,

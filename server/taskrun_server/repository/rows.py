@@ -67,17 +67,6 @@ def stored_values(stored: StoredTaskRun) -> dict[str, Any]:
     return {name: stored[i] for i, name in _RUN_FIELDS}
 
 
-def lease_values(run: TaskRun) -> dict[str, Any]:
-    """The lease columns, as orchestration left them (all None: no lease)."""
-    lease = run.lease
-    return {
-        "lease_id": lease.id if lease else None,
-        "lease_owner": lease.owner if lease else None,
-        "lease_expires_at": lease.expires_at if lease else None,
-        "execution_deadline": run.execution_deadline,
-    }
-
-
 _STATE_ID = f"{STATE_PREFIX}id"
 
 RUN_COLUMNS = tuple(str(c.name) for c in task_run.c)  # exact str: orjson refuses subclasses
@@ -89,7 +78,12 @@ def _lease_from_row(row: RowMapping) -> RunLease | None:
     lease_id = row["lease_id"]
     if lease_id is None:
         return None
-    return RunLease(id=lease_id, owner=row["lease_owner"], expires_at=row["lease_expires_at"])
+    return RunLease(
+        id=lease_id,
+        owner=row["lease_owner"],
+        expires_at=row["lease_expires_at"],
+        renewed_at=row["lease_renewed_at"],
+    )
 
 
 def task_run_from_row(row: RowMapping) -> TaskRun:

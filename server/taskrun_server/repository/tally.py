@@ -7,15 +7,19 @@ it reads it, compacted or not.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Subquery, func, select, text, union_all
+from sqlalchemy import ColumnElement, Subquery, func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskrun_server.database.tables import task_run_tally, task_run_tally_delta
-from taskrun_server.domain.filters import TaskRunQuery
-from taskrun_server.repository.filters import tallied_criteria
+from taskrun_server.domain.filters import TaskRunFilter, TaskRunQuery, TimeFilter
+from taskrun_server.domain.history import LAST_INSTANT
+from taskrun_server.domain.states import StateType
+from taskrun_server.repository.filters import tallied_criteria, without_expected_window
 
 
 def tally_source() -> Subquery:
@@ -24,14 +28,84 @@ def tally_source() -> Subquery:
     return union_all(select(task_run_tally), select(task_run_tally_delta)).subquery("t")
 
 
-async def count_from_tally(conn: AsyncConnection, query: TaskRunQuery) -> int | None:
-    """How many runs match, from the tally; None when the tally cannot tell."""
+@dataclass(frozen=True, slots=True)
+class TalliedCount:
+    """How a count is answered from the tally: its criteria (with the hours of a window), and
+    the runs to count one by one beside it (the partial hours at a window's edges)."""
+
+    criteria: list[ColumnElement[bool]]
+    source: Subquery
+    edges: list[TaskRunQuery]
+
+
+def tallied_count(query: TaskRunQuery) -> TalliedCount | None:
+    """The tally's part of a count of `query`, or None when the tally cannot answer it."""
     source = tally_source()
     criteria = tallied_criteria(query, source)
+    if criteria is not None:
+        return TalliedCount(criteria, source, [])
+    split = without_expected_window(query)
+    if split is None:
+        return None
+    rest, after, before = split
+    criteria = tallied_criteria(rest, source)
     if criteria is None:
         return None
-    stmt = select(func.coalesce(func.sum(source.c.runs), 0)).where(*criteria)
+    first = ceil_hour(after) if after is not None else None
+    last = floor_hour(before) if before is not None else None
+    if first is not None and last is not None and first >= last:
+        return None  # no whole hour inside: the runs alone
+    hours: list[ColumnElement[bool]] = []
+    edges: list[TimeFilter] = []
+    if first is not None:
+        hours.append(source.c.hour >= first)
+        edges.append(TimeFilter(after=after, before=first - _TICK))
+    if last is not None:
+        hours.append(source.c.hour < last)
+        edges.append(TimeFilter(after=last, before=before))
+    if first is None and last is not None:
+        hours.append(source.c.hour.is_not(None))
+    base = rest.task_runs or TaskRunFilter()
+    edge_queries = [
+        dataclasses.replace(rest, task_runs=dataclasses.replace(base, expected_start_time=edge))
+        for edge in edges
+    ]
+    return TalliedCount([*criteria, *hours], source, edge_queries)
+
+
+_TICK = timedelta(microseconds=1)
+"""A timestamp's resolution: [a, b) is [a, b - tick] for an inclusive bound."""
+_HOUR = timedelta(hours=1)
+_LAST_HOUR = LAST_INSTANT.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(value: datetime) -> datetime:
+    floor = floor_hour(value)
+    return floor if floor == value or floor >= _LAST_HOUR else floor + _HOUR
+
+
+async def count_from_tally(conn: AsyncConnection, tallied: TalliedCount) -> int:
+    source = tallied.source
+    stmt = select(func.coalesce(func.sum(source.c.runs), 0)).where(*tallied.criteria)
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def counts_by_state_from_tally(
+    conn: AsyncConnection, tallied: TalliedCount
+) -> dict[StateType, int]:
+    source = tallied.source
+    runs = func.sum(source.c.runs)
+    stmt = (
+        select(source.c.state_type, runs)
+        .where(source.c.state_type.is_not(None), *tallied.criteria)
+        .group_by(source.c.state_type)
+        .having(runs != 0)
+    )
+    return {row[0]: int(row[1]) for row in await conn.execute(stmt)}
 
 
 _COMPACT = text(

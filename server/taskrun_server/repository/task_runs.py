@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskrun_server.database.tables import log, task_run, task_run_state
 from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
-from taskrun_server.domain.states import State
+from taskrun_server.domain.states import State, StateType
 from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
 from taskrun_server.repository.filters import task_run_order_by, task_run_where
 from taskrun_server.repository.rows import (
@@ -45,7 +45,11 @@ from taskrun_server.repository.rows import (
     task_run_from_row,
     task_run_values,
 )
-from taskrun_server.repository.tally import count_from_tally
+from taskrun_server.repository.tally import (
+    count_from_tally,
+    counts_by_state_from_tally,
+    tallied_count,
+)
 
 IDEMPOTENCY_KEY = ["flow_run_id", "task_key", "dynamic_key"]
 
@@ -224,6 +228,7 @@ _MUTABLE = (
     "lease_owner",
     "lease_expires_at",
     "execution_deadline",
+    "lease_renewed_at",
 )
 """The run columns orchestration changes; everything else is fixed at creation or by rename
 (or, for delivery_count, by a delivery)."""
@@ -435,11 +440,40 @@ async def read_task_runs_among(
 async def count_task_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:
     """From the tally when the query filters on nothing but states and tags (a sum over a few
     thousand keys, however many runs); otherwise over the runs."""
-    tallied = await count_from_tally(conn, query)
+    tallied = tallied_count(query)
     if tallied is not None:
-        return tallied
+        edges = [await _count_runs(conn, edge) for edge in tallied.edges]
+        return await count_from_tally(conn, tallied) + sum(edges)
+    return await _count_runs(conn, query)
+
+
+async def _count_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:
     stmt = select(func.count()).select_from(task_run).where(*task_run_where(query))
     return int((await conn.execute(stmt)).scalar_one())
+
+
+async def count_task_runs_by_state(
+    conn: AsyncConnection, query: TaskRunQuery
+) -> dict[StateType, int]:
+    """How many runs match, per state type (types with none left out); from the tally when it
+    can answer, as `count_task_runs`."""
+    tallied = tallied_count(query)
+    if tallied is None:
+        return await _count_runs_by_state(conn, query)
+    counts = await counts_by_state_from_tally(conn, tallied)
+    for edge in tallied.edges:
+        for state_type, count in (await _count_runs_by_state(conn, edge)).items():
+            counts[state_type] = counts.get(state_type, 0) + count
+    return {state_type: count for state_type, count in counts.items() if count}
+
+
+async def _count_runs_by_state(conn: AsyncConnection, query: TaskRunQuery) -> dict[StateType, int]:
+    stmt = (
+        select(task_run.c.state_type, func.count())
+        .where(task_run.c.state_type.is_not(None), *task_run_where(query))
+        .group_by(task_run.c.state_type)
+    )
+    return {row[0]: int(row[1]) for row in await conn.execute(stmt)}
 
 
 async def update_task_run_name(

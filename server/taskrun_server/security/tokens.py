@@ -5,6 +5,7 @@ Tokens are compared in constant time and never logged; only their count is.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,22 @@ class TokenSet:
             matched |= hmac.compare_digest(candidate, token)
         return matched
 
+    def matching(self, presented: str) -> bytes | None:
+        """The token `presented` is, if it is one (checked against every token, as `accepts`)."""
+        candidate = presented.encode()
+        found = None
+        for token in self._tokens:
+            if hmac.compare_digest(candidate, token):
+                found = token
+        return found
+
+    def by_fingerprint(self, fingerprint: str) -> bytes | None:
+        """The token with this fingerprint (see `fingerprint`), if it is still configured."""
+        for token in self._tokens:
+            if hmac.compare_digest(fingerprint_of(token), fingerprint):
+                return token
+        return None
+
     @classmethod
     def load(cls, inline: str | None, file: Path | None) -> TokenSet:
         """Comma-separated tokens from the environment, plus one per line from a file
@@ -41,3 +58,8 @@ class TokenSet:
                 if line and not line.startswith("#"):
                     tokens.append(line)
         return cls(tokens)
+
+
+def fingerprint_of(token: bytes) -> str:
+    """A short name for a token that does not reveal it (for session cookies)."""
+    return hashlib.sha256(b"taskrun-token:" + token).hexdigest()[:16]

@@ -8,6 +8,7 @@ Anything else without certificates refuses to start rather than silently expose 
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,22 @@ def choose_transport(
     raise InsecureConfiguration(
         f"refusing to serve plaintext on {host}: set TASKRUN_TLS_CERT_FILE and "
         "TASKRUN_TLS_KEY_FILE, or TASKRUN_PLAINTEXT=true if a proxy terminates TLS"
+    )
+
+
+def dashboard_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The dashboard's HTTPS, from the gRPC port's certificate; None: plain HTTP, which is
+    allowed where plaintext gRPC is (loopback, or TASKRUN_PLAINTEXT=true)."""
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        return context
+    if settings.plaintext or (settings.plaintext is None and is_loopback(settings.dashboard_host)):
+        return None
+    raise InsecureConfiguration(
+        f"refusing to serve the dashboard over plain HTTP on {settings.dashboard_host}: its "
+        "login takes a token. Set TASKRUN_TLS_CERT_FILE and TASKRUN_TLS_KEY_FILE, or "
+        "TASKRUN_PLAINTEXT=true if a proxy terminates TLS"
     )
 
 

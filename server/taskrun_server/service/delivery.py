@@ -23,14 +23,16 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskrun_server.database.engine import autocommit_view
 from taskrun_server.database.notifications import NotificationListener, Wakeup
+from taskrun_server.domain.queues import Subscriber
 from taskrun_server.repository import delivery as delivery_repo
 from taskrun_server.repository.delivery import Delivery
+from taskrun_server.service.clock import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class _Subscription:
     owner: str
     keys: Sequence[str]
     prefetch: int
+    wakeup: Wakeup
+    connected_at: datetime
     may_hold_leases: bool = False  # set once it has tried to claim: there may be some to give back
 
 
@@ -81,6 +85,20 @@ class DeliveryService:
         self._settings = settings or DeliverySettings()
         self._stopping = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._subscriptions: dict[str, _Subscription] = {}
+
+    def subscribers(self) -> list[Subscriber]:
+        """The streams open on this process now, oldest first."""
+        return [
+            Subscriber(
+                owner=s.owner,
+                task_keys=tuple(s.keys),
+                prefetch=s.prefetch,
+                connected_at=s.connected_at,
+                has_room=s.wakeup.has_room,
+            )
+            for s in self._subscriptions.values()
+        ]
 
     @property
     def lease(self) -> timedelta:
@@ -105,7 +123,8 @@ class DeliveryService:
         owner = f"{client_id or 'anonymous'}/{uuid.uuid4().hex[:12]}"
         wakeup = self._listener.register(owner, keys)
         logger.info("subscriber %s on %d key(s), prefetch %d", owner, len(keys), prefetch)
-        subscription = _Subscription(owner, keys, prefetch)
+        subscription = _Subscription(owner, keys, prefetch, wakeup, utcnow())
+        self._subscriptions[owner] = subscription
         try:
             while not self._stopping.is_set():
                 wakeup.event.clear()
@@ -123,6 +142,7 @@ class DeliveryService:
                     await self._sleep(wakeup, due_in)
             raise ShuttingDown
         finally:
+            self._subscriptions.pop(owner, None)
             self._listener.unregister(wakeup)
             # A subscriber that never reached a claim has no lease to give back. Skipping the query
             # also keeps a worker that resubscribes while Postgres is down from logging a

@@ -143,6 +143,11 @@ class TaskRunService:
             raise _run_not_found(task_run_id)
         return run
 
+    async def read_among(self, task_run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StoredTaskRun]:
+        """These runs as stored, by id (missing ones absent)."""
+        async with self._autocommit.connect() as conn:
+            return await runs_repo.read_task_runs_among(conn, task_run_ids)
+
     async def read_many(
         self, query: TaskRunQuery, *, sort: TaskRunSort, limit: int, offset: int, bulky: bool
     ) -> list[StoredTaskRun]:
@@ -169,6 +174,10 @@ class TaskRunService:
     async def count(self, query: TaskRunQuery) -> int:
         async with self._reads.connect() as conn:
             return await runs_repo.count_task_runs(conn, query)
+
+    async def count_by_state(self, query: TaskRunQuery) -> dict[StateType, int]:
+        async with self._reads.connect() as conn:
+            return await runs_repo.count_task_runs_by_state(conn, query)
 
     async def history(
         self, query: TaskRunQuery, *, start: datetime, end: datetime, interval: timedelta
