@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import grpc
 import psycopg
 from google.protobuf.duration_pb2 import Duration
@@ -243,11 +244,36 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                     )
                 )
 
+            async def history_to_the_next_hour(_: int) -> object:
+                """The dashboard's window: the 24 hours that end with the current one."""
+                ahead = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + hour_delta
+                return await stub.TaskRunHistory(
+                    pb.TaskRunHistoryRequest(
+                        history_start=ts(ahead - 24 * hour_delta),
+                        history_end=ts(ahead),
+                        history_interval=hour,
+                    )
+                )
+
+            hour_delta = timedelta(hours=1)
+            http = aiohttp.ClientSession()
+
+            def page(path: str) -> Callable[[int], Awaitable[object]]:
+                async def get(_: int) -> object:
+                    async with http.get(server.dashboard + path) as answer:
+                        assert answer.status == 200, answer.status
+                        return await answer.read()
+
+                return get
+
             reads = (
                 ("ReadTaskRuns state+tag, limit 200", read),
                 ("CountTaskRuns state+tag", count),
                 ("TaskRunHistory 24 buckets", history),
                 ("TaskRunHistory 24 buckets, tag filter", history_of_team),
+                ("TaskRunHistory 24 buckets to the next hour", history_to_the_next_hour),
+                ("Dashboard runs page, 50 runs and counts", page("/")),
+                ("Dashboard history page, 24 h by hour", page("/history?since=24h&bucket=1h")),
             )
             label = f"{runs // 1000}k runs"
             for when in (f"{label}, loaded", f"{label}, +10k writes"):
@@ -256,7 +282,8 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                         churn(conn, 10_000)
                 for name, call in reads:
                     await measure("warm-up", call, total=5, concurrency=1)
-                    for concurrency in (1, 32):
+                    single = name.startswith("Dashboard") or name.endswith("next hour")
+                    for concurrency in (1,) if single else (1, 32):
                         rows.append(
                             await measure(
                                 f"{name} c={concurrency} ({when})",
@@ -266,6 +293,7 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
                                 cpu=cpu,
                             )
                         )
+            await http.close()
     return rows
 
 

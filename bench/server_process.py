@@ -20,6 +20,7 @@ class BenchServer:
     target: str
     database_url: str
     pid: int
+    dashboard: str
 
 
 def _admin_url() -> tuple[str, Any]:
@@ -48,6 +49,8 @@ def fresh_database() -> Iterator[str]:
 class Replica:
     target: str
     pid: int
+    dashboard: str
+    """The first process's dashboard (TASKRUN_WORKERS processes serve it on consecutive ports)."""
 
 
 @contextmanager
@@ -56,13 +59,19 @@ def replica(
 ) -> Iterator[Replica]:
     """A server (of `workers` processes) on `url`; yields it and stops it with SIGTERM after."""
     port = port or free_port()
+    dashboard = free_port()
     process = start_server_process(
-        url, port, migrate_on_start="false", db_pool_size=str(pool_size), workers=str(workers)
+        url,
+        port,
+        migrate_on_start="false",
+        db_pool_size=str(pool_size),
+        workers=str(workers),
+        dashboard_port=str(dashboard),
     )
     try:
         target = f"127.0.0.1:{port}"
         wait_until_serving(target, time.monotonic() + 60)
-        yield Replica(target=target, pid=process.pid)
+        yield Replica(target=target, pid=process.pid, dashboard=f"http://127.0.0.1:{dashboard}")
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -72,4 +81,6 @@ def replica(
 def bench_server(pool_size: int = 20, workers: int = 1) -> Iterator[BenchServer]:
     """A migrated, empty database and a server on it; both gone afterwards."""
     with fresh_database() as url, replica(url, pool_size, workers=workers) as server:
-        yield BenchServer(target=server.target, database_url=url, pid=server.pid)
+        yield BenchServer(
+            target=server.target, database_url=url, pid=server.pid, dashboard=server.dashboard
+        )
