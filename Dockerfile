@@ -1,6 +1,6 @@
 # taskrun server image. Postgres is external: set TASKRUN_DATABASE_URL.
 #   docker build -t taskrun .
-#   docker run -p 50051:50051 -e TASKRUN_DATABASE_URL=postgresql://user:pw@db:5432/taskrun taskrun
+#   docker run -p 50051:50051 -p 8080:8080 -e TASKRUN_AUTH_TOKENS=... -e TASKRUN_DATABASE_URL=postgresql://user:pw@db:5432/taskrun taskrun
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN pip install --no-cache-dir build==1.*
@@ -27,9 +27,11 @@ ENV TASKRUN_HOST=0.0.0.0 \
     TASKRUN_PLAINTEXT=true \
     TASKRUN_METRICS_HOST=0.0.0.0 \
     TASKRUN_METRICS_PORT=9464 \
+    TASKRUN_DASHBOARD_HOST=0.0.0.0 \
+    TASKRUN_DASHBOARD_PORT=8080 \
     TASKRUN_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
-EXPOSE 50051 9464
+EXPOSE 50051 9464 8080
 # Migrations run at start (TASKRUN_MIGRATE_ON_START); SIGTERM drains in-flight calls.
 STOPSIGNAL SIGTERM
 CMD ["taskrun-server", "serve"]

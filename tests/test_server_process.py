@@ -96,6 +96,7 @@ def test_a_cold_start_in_a_terminal_is_short_and_says_what_to_try(tmp_path: Path
     text = output.decode()
     started = text.split("shutting down")[0]
     assert "Try it" in started and f"127.0.0.1:{port}" in started
+    assert "(the dashboard)" in started
     assert len(started.strip().splitlines()) <= 15, started
     assert "initdb" not in started and "pg_ctl" not in started
     assert "initdb" in (tmp_path / "pg.log").read_text()

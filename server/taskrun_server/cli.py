@@ -44,15 +44,18 @@ async def serve_forever(settings: Settings) -> None:
         await asyncio.to_thread(upgrade_to_head, url)
     running = await start_server(settings, url, transport)
     if settings.log_format == "text" and sys.stderr.isatty():
-        logger.info(welcome(f"{settings.host}:{running.port}"))
+        dashboard = running.dashboard.url if running.dashboard else None
+        logger.info(welcome(f"{settings.host}:{running.port}", dashboard))
     await serve_until_signalled(running, settings.grace_period_seconds)
 
 
-def welcome(target: str) -> str:
+def welcome(target: str, dashboard: str | None) -> str:
     """What to try next, for someone who just started a server in their terminal."""
     create = '{"task_key": "hello", "dynamic_key": "1"}'
+    look = f"  open {dashboard} (the dashboard)\n" if dashboard else ""
     return (
         f"ready on {target}. Try it:\n"
+        f"{look}"
         f"  .venv/bin/taskrun --target {target} list\n"
         f"  node_modules/.bin/buf curl --protocol grpc --http2-prior-knowledge -d '{create}' \\\n"
         f"      http://{target}/taskrun.v1.TaskRunService/CreateTaskRun\n"

@@ -86,6 +86,19 @@ async def test_the_lease_outlives_the_hand_off_and_heartbeats_renew_it(
     assert 6 <= answer.next_heartbeat.ToTimedelta().total_seconds() <= 7  # a third of 20 s
 
 
+async def test_a_heartbeat_is_recorded_as_the_lease_s_last_renewal(
+    task_runs: TaskRunStub, subscriptions: Opener
+) -> None:
+    run_id, lease = await taken(
+        task_runs, subscriptions, "seen", empirical_policy=policy(heartbeat_timeout_seconds=20)
+    )
+    taken_at = at((await current(task_runs, run_id)).lease_renewed)
+    await asyncio.sleep(0.05)
+    await heartbeat(task_runs, (run_id, lease))
+    renewed = await current(task_runs, run_id)
+    assert renewed.HasField("lease_renewed") and at(renewed.lease_renewed) > taken_at
+
+
 async def test_heartbeats_answer_lost_for_a_stale_lease_or_an_unknown_run(
     task_runs: TaskRunStub, subscriptions: Opener
 ) -> None:
