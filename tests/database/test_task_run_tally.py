@@ -88,7 +88,28 @@ async def past(task_runs: TaskRunStub) -> AsyncIterator[datetime]:
             await propose(task_runs, run.id, state(T.STATE_TYPE_PENDING))
     await task_runs.DeleteTaskRun(pb.DeleteTaskRunRequest(task_run_id=runs[7].id))
     await task_runs.UpdateTaskRun(pb.UpdateTaskRunRequest(task_run_id=runs[8].id, name="renamed"))
+    await around_now(task_runs)
     yield base
+
+
+async def around_now(task_runs: TaskRunStub) -> None:
+    """Runs expected in the current hour, due and not yet due, and in the hours to come:
+    waiting ones are late only once due."""
+    now = datetime.now(UTC)
+    offsets = [-20, -3, 0.5, 2, 10, 25, 55, 90, 200]  # minutes
+    for i, minutes in enumerate(offsets):
+        created = await task_runs.CreateTaskRun(
+            pb.CreateTaskRunRequest(
+                task_key="tally-now",
+                dynamic_key=str(i),
+                tags=[["team-a"], ["team-b", "env-x"], []][i % 3],
+                state=scheduled(now + timedelta(minutes=minutes)),
+            )
+        )
+        if i % 4 == 1:
+            await propose(task_runs, created.task_run.id, state(T.STATE_TYPE_RUNNING))
+        if i % 4 == 2:
+            await propose(task_runs, created.task_run.id, state(T.STATE_TYPE_PENDING))
 
 
 def summary(intervals: list[HistoryInterval]) -> list[list[tuple[object, ...]]]:
@@ -113,6 +134,8 @@ async def compare(server: RunningServer, base: datetime) -> None:
         (base, base + hours(7), timedelta(hours=1)),  # whole hours: the tally answers
         (base - timedelta(minutes=17), base + hours(7), timedelta(minutes=37)),  # ragged
         (base, base + hours(6), timedelta(hours=3)),
+        (base + hours(4), base + hours(11), timedelta(hours=2)),  # now, and hours to come
+        (base, base + hours(12), timedelta(hours=12)),
     ]
     ragged = base + timedelta(minutes=17, seconds=3)
     bounds = [
@@ -175,7 +198,7 @@ async def test_changes_after_compaction_are_counted_on_top(
     await compare(fresh_server, past)
 
 
-def test_whole_past_hours_go_to_the_tally_and_the_rest_to_the_runs() -> None:
+def test_whole_hours_go_to_the_tally_and_the_partial_ones_to_the_runs() -> None:
     start = datetime(2026, 1, 1, 9, 20, tzinfo=UTC)
     now = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
     buckets = [
@@ -185,14 +208,16 @@ def test_whole_past_hours_go_to_the_tally_and_the_rest_to_the_runs() -> None:
         ),
     ]
     raw, tally = _split(buckets, now, tallied=True)
-    # The second bucket's only whole hour (12:00-13:00) is not over yet: all of it from the runs.
+    # The current hour (12:00-13:00) is whole inside the second bucket: the tally answers it.
     assert list(zip(tally.bucket, tally.lower, tally.upper, strict=True)) == [
         (0, datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)),
+        (1, datetime(2026, 1, 1, 12, tzinfo=UTC), datetime(2026, 1, 1, 13, tzinfo=UTC)),
     ]
     assert list(zip(raw.bucket, raw.lower, raw.upper, strict=True)) == [
         (0, start, datetime(2026, 1, 1, 10, tzinfo=UTC)),
         (0, datetime(2026, 1, 1, 11, tzinfo=UTC), start + timedelta(hours=2)),
-        (1, start + timedelta(hours=2), start + timedelta(hours=4)),
+        (1, start + timedelta(hours=2), datetime(2026, 1, 1, 12, tzinfo=UTC)),
+        (1, datetime(2026, 1, 1, 13, tzinfo=UTC), start + timedelta(hours=4)),
     ]
     raw, tally = _split(buckets, now, tallied=False)
     assert tally.bucket == [] and raw.bucket == [0, 1]

@@ -1,4 +1,4 @@
-"""Task-run history: from the tally for whole past hours, from the runs for the rest."""
+"""Task-run history: from the tally for whole hours, from the runs for the rest."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,14 +108,13 @@ def _split(
     intervals: list[HistoryInterval], now: datetime, tallied: bool
 ) -> tuple[_Ranges, _Ranges]:
     """Which stretches of each bucket the tally answers and which the runs themselves: the
-    tally holds whole hours, and answers for the hours that are whole inside a bucket and over
-    before the current one (later ones have runs whose lateness grows with the time of the
-    query, not linearly); the rest, the runs."""
+    tally holds whole hours, so it answers for the hours that are whole inside a bucket (the
+    current and future ones included, see `_from_tally`); the partial hours at a bucket's
+    edges, the runs."""
     raw, hours = _Ranges(), _Ranges()
-    current_hour = floor_hour(now)
     for i, interval in enumerate(intervals):
         low, high = interval.interval_start, interval.interval_end
-        first, last = ceil_hour(low), min(floor_hour(high), current_hour)
+        first, last = ceil_hour(low), floor_hour(high)
         if not tallied or first >= last:
             raw.add(i, low, high)
             continue
@@ -156,14 +156,21 @@ def _from_tally(
     criteria: list[ColumnElement[bool]], source: Any, ranges: _Ranges, now: datetime
 ) -> Select[Any]:
     """The tally's hours per bucket, finished with the time of the query: RUNNING runs add the
-    time since they entered RUNNING, runs still waiting to start the time since they were
-    expected (all of it, as their hours are over)."""
+    time since they entered RUNNING; runs still waiting to start add the time since they were
+    expected, all of it in hours that are over, none in hours still to come, and in the
+    current hour as if all were due (`_not_yet_due` takes back the part of those that are not)."""
     t = source.c
     stretch = ranges.table("tallied")
     at = literal(epoch(now), Numeric)
     runs = func.sum(t.runs)
     running = case(
         (t.state_type == StateType.RUNNING, runs * at - func.sum(t.running_since)), else_=0
+    )
+    waiting = func.sum(
+        case(
+            (t.hour <= literal(floor_hour(now)), t.waiting * at - t.waiting_since),
+            else_=0,
+        )
     )
     return (
         select(
@@ -172,15 +179,50 @@ def _from_tally(
             t.state_name,
             runs.label("count_runs"),
             (func.sum(t.run_time) + running).label("run_time"),
-            (func.sum(t.start_delay) + func.sum(t.waiting) * at - func.sum(t.waiting_since)).label(
-                "lateness"
-            ),
+            (func.sum(t.start_delay) + waiting).label("lateness"),
         )
         .select_from(stretch)
         .join(source, and_(t.hour >= stretch.c.lo, t.hour < stretch.c.hi))
         .where(t.state_type.is_not(None), *criteria)
         .group_by(stretch.c.i, t.state_type, t.state_name)
         .having(runs != 0)
+    )
+
+
+def _not_yet_due(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[Any] | None:
+    """The current hour's runs that wait to start and are not due yet: `_from_tally` counted
+    them late by (now - expected), a negative time; this row adds it back, so they count as
+    on time, as the runs themselves would say. A short range scan from now to the hour's end."""
+    hour = floor_hour(now)
+    bucket = next(
+        (
+            i
+            for i, low, high in zip(ranges.bucket, ranges.lower, ranges.upper, strict=True)
+            if low <= hour < high
+        ),
+        None,
+    )
+    if bucket is None:
+        return None
+    c = task_run.c
+    return (
+        select(
+            literal(bucket, Integer).label("i"),
+            c.state_type,
+            c.state_name,
+            literal(0, Integer).label("count_runs"),
+            literal(0, Numeric).label("run_time"),
+            func.extract("epoch", func.sum(c.expected_start_time - literal(now))).label("lateness"),
+        )
+        .where(
+            c.expected_start_time >= literal(now),
+            c.expected_start_time < literal(hour + timedelta(hours=1)),
+            c.start_time.is_(None),
+            c.state_type.is_not(None),
+            c.state_type.not_in(TERMINAL_TYPES),
+            *task_run_where(query),
+        )
+        .group_by(c.state_type, c.state_name)
     )
 
 
@@ -196,7 +238,7 @@ async def task_run_history(
     """Runs whose expected start time falls in each bucket, summarised by state.
 
     Buckets are [start + i*interval, start + (i+1)*interval) while they begin before `end`, as
-    in the reference; every bucket is returned, empty ones included, in order. Whole past hours
+    in the reference; every bucket is returned, empty ones included, in order. Whole hours
     come from the tally when the query filters on nothing but states and tags; the rest (and
     everything, for other filters) from the runs.
     """
@@ -215,18 +257,26 @@ async def task_run_history(
     criteria = tallied_criteria(query, source)
     raw, hours = _split(intervals, now, tallied=criteria is not None)
     sums: dict[tuple[int, StateType, str], list[float]] = {}
-    statements = []
+    # One statement, so that every part reads the same snapshot: the not-yet-due correction
+    # must see exactly the runs the tally counted.
+    parts: list[Select[Any]] = []
+    params: dict[str, object] = {}
     if raw.bucket:
-        statements.append((_from_runs(query, raw, now), raw.params("raw")))
+        parts.append(_from_runs(query, raw, now))
+        params |= raw.params("raw")
     if hours.bucket and criteria is not None:
-        statements.append((_from_tally(criteria, source, hours, now), hours.params("tallied")))
-    for statement, params in statements:
-        for row in (await conn.execute(statement, params)).mappings():
-            key = (row["i"], row["state_type"], row["state_name"])
-            found = sums.setdefault(key, [0, 0.0, 0.0])
-            found[0] += int(row["count_runs"])
-            found[1] += _seconds(row["run_time"]) or 0.0
-            found[2] += _seconds(row["lateness"]) or 0.0
+        parts.append(_from_tally(criteria, source, hours, now))
+        params |= hours.params("tallied")
+        correction = _not_yet_due(query, hours, now)
+        if correction is not None:
+            parts.append(correction)
+    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    for row in (await conn.execute(statement, params)).mappings():
+        key = (row["i"], row["state_type"], row["state_name"])
+        found = sums.setdefault(key, [0, 0.0, 0.0])
+        found[0] += int(row["count_runs"])
+        found[1] += _seconds(row["run_time"]) or 0.0
+        found[2] += _seconds(row["lateness"]) or 0.0
     for (i, state_type, state_name), (runs, run_time, lateness) in sums.items():
         intervals[i].states.append(
             HistoryState(
