@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from sqlalchemy import text
 
 from taskrun.v1 import filters_pb2 as f
 from taskrun.v1 import state_pb2 as T
 from taskrun.v1 import task_run_service_pb2 as pb
+from taskrun_server.server import RunningServer
 from tests.factories import (
     TaskRunStub,
     create_run,
@@ -181,3 +183,40 @@ async def test_bad_watches_are_refused_by_field(task_runs: TaskRunStub) -> None:
     )
     missing = pb.WatchTaskRunsRequest(task_run_ids=[str(uuid.uuid4())])
     await refused(missing, grpc.StatusCode.NOT_FOUND, "task_run_ids")
+
+
+async def listening_backends(server: RunningServer) -> int:
+    """Connections of this database whose last statement was the state channel's LISTEN."""
+    async with server.engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query = 'LISTEN taskrun_state'"
+            )
+        )
+        return int(found.scalar_one())
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    for _ in range(int(within / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_state_changes_are_listened_for_only_while_someone_watches(
+    server: RunningServer, task_runs: TaskRunStub, watches: Any
+) -> None:
+    async def quiet() -> bool:
+        return not server.listener.hears_states and await listening_backends(server) == 0
+
+    await until(quiet)  # watches of earlier tests have ended
+    run = await create_run(task_runs)
+    watch = watches(task_run_ids=[run.id])
+    assert await watch.states(1) == [(run.id, T.STATE_TYPE_PENDING)]
+    assert server.listener.hears_states and await listening_backends(server) == 1
+    await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
+    assert await watch.states(1) == [(run.id, T.STATE_TYPE_RUNNING)]
+    watch.call.cancel()
+    await until(quiet)

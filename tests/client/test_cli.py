@@ -256,13 +256,15 @@ async def test_watch_follows_a_run_to_its_end_without_taking_a_lease(
     assert process.stdout is not None
     first = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
     assert first["stateType"] == "STATE_TYPE_SCHEDULED"
-    for kind in (T.STATE_TYPE_RUNNING, T.STATE_TYPE_COMPLETED):
-        await propose(task_runs, run.id, state(kind))
+    await propose(task_runs, run.id, state(T.STATE_TYPE_RUNNING))
+    running = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+    assert running["stateType"] == "STATE_TYPE_RUNNING"
+    await propose(task_runs, run.id, state(T.STATE_TYPE_COMPLETED))
     rest = [
         json.loads(line)
         for line in (await asyncio.wait_for(process.stdout.read(), 30)).splitlines()
     ]
-    assert [r["stateType"] for r in rest] == ["STATE_TYPE_RUNNING", "STATE_TYPE_COMPLETED"]
+    assert [r["stateType"] for r in rest] == ["STATE_TYPE_COMPLETED"]
     assert await asyncio.wait_for(process.wait(), 10) == 0
     read = await task_runs.ReadTaskRun(pb.ReadTaskRunRequest(task_run_id=run.id))
     assert read.task_run.delivery_count == 0

@@ -250,8 +250,10 @@ class TaskRunServiceServicer:
     def WatchTaskRuns(self, request, context):
         """Streams task runs as their states change, pushed as each change commits: a way to wait
         for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
-        if one does not exist), then the run again after each change of its state, in the order
-        the changes were stored; with `until_terminal`, the stream ends once every run named is in
+        if one does not exist), then the run again after each change of its state, as it is when
+        read, in the order the changes were stored (states entered within a few milliseconds of
+        each other may arrive as the last of them: ReadTaskRunStates has every state the run
+        entered); with `until_terminal`, the stream ends once every run named is in
         a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
         `task_runs` filter instead: every run that matches the filter when its state changes (it
         is created, or moves), from now on. A watched run that is deleted ends the stream with

@@ -87,8 +87,10 @@ class TaskRunServiceStub:
     WatchTaskRuns: _grpc.UnaryStreamMultiCallable[_task_run_service_pb2.WatchTaskRunsRequest, _task_run_service_pb2.WatchTaskRunsResponse]
     """Streams task runs as their states change, pushed as each change commits: a way to wait
     for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
-    if one does not exist), then the run again after each change of its state, in the order
-    the changes were stored; with `until_terminal`, the stream ends once every run named is in
+    if one does not exist), then the run again after each change of its state, as it is when
+    read, in the order the changes were stored (states entered within a few milliseconds of
+    each other may arrive as the last of them: ReadTaskRunStates has every state the run
+    entered); with `until_terminal`, the stream ends once every run named is in
     a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
     `task_runs` filter instead: every run that matches the filter when its state changes (it
     is created, or moves), from now on. A watched run that is deleted ends the stream with
@@ -159,8 +161,10 @@ class TaskRunServiceAsyncStub(TaskRunServiceStub):
     WatchTaskRuns: _aio.UnaryStreamMultiCallable[_task_run_service_pb2.WatchTaskRunsRequest, _task_run_service_pb2.WatchTaskRunsResponse]  # type: ignore[assignment]
     """Streams task runs as their states change, pushed as each change commits: a way to wait
     for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
-    if one does not exist), then the run again after each change of its state, in the order
-    the changes were stored; with `until_terminal`, the stream ends once every run named is in
+    if one does not exist), then the run again after each change of its state, as it is when
+    read, in the order the changes were stored (states entered within a few milliseconds of
+    each other may arrive as the last of them: ReadTaskRunStates has every state the run
+    entered); with `until_terminal`, the stream ends once every run named is in
     a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
     `task_runs` filter instead: every run that matches the filter when its state changes (it
     is created, or moves), from now on. A watched run that is deleted ends the stream with
@@ -324,8 +328,10 @@ class TaskRunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_task_run_service_pb2.WatchTaskRunsResponse], _abc.AsyncIterator[_task_run_service_pb2.WatchTaskRunsResponse]]:
         """Streams task runs as their states change, pushed as each change commits: a way to wait
         for results without polling. With `task_run_ids`: first each run as it is now (NOT_FOUND
-        if one does not exist), then the run again after each change of its state, in the order
-        the changes were stored; with `until_terminal`, the stream ends once every run named is in
+        if one does not exist), then the run again after each change of its state, as it is when
+        read, in the order the changes were stored (states entered within a few milliseconds of
+        each other may arrive as the last of them: ReadTaskRunStates has every state the run
+        entered); with `until_terminal`, the stream ends once every run named is in
         a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), at once if they all are. With a
         `task_runs` filter instead: every run that matches the filter when its state changes (it
         is created, or moves), from now on. A watched run that is deleted ends the stream with

@@ -28,6 +28,7 @@ from taskrun_server.domain.errors import (
     InvalidArgument,
     NotFound,
     TaskRunServiceError,
+    Unavailable,
 )
 from taskrun_server.domain.limits import MAX_JSON_DEPTH
 from taskrun_server.handler_wrapping import (
@@ -53,14 +54,14 @@ DATABASE_RETRY = timedelta(seconds=1)
 
 def status_for(error: BaseException) -> RichStatus:
     """The status, with its details, a client sees for an exception."""
-    if isinstance(error, TaskRunServiceError):
+    if isinstance(error, TaskRunServiceError) and not isinstance(error, Unavailable):
         code, reason = _CODES.get(
             type(error), (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION")
         )
         return RichStatus(code, error.message, reason, field=error.field)
     if isinstance(error, NotImplementedError):  # a library servicer's unimplemented method
         return RichStatus(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED")
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError) or (
+    if isinstance(error, Unavailable | OperationalError | InterfaceError | PoolTimeoutError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     ):
         logger.warning("database unavailable: %s", error.__class__.__name__)

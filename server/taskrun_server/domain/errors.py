@@ -32,3 +32,7 @@ class AlreadyExists(TaskRunServiceError):
 
 class FailedPrecondition(TaskRunServiceError):
     """The request is well-formed but the stored data does not allow it now."""
+
+
+class Unavailable(TaskRunServiceError):
+    """The database cannot be reached now; the caller may retry."""
