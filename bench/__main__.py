@@ -77,15 +77,16 @@ async def bench_state_changes(stub: Any, *, lives: int, cpu: ServerCpu) -> list[
     for concurrency in (1, 32):
         total = lives if concurrency > 1 else max(lives // 4, 200)
         prefix = uuid.uuid4().hex[:8]
-        created = await asyncio.gather(
-            *(
-                stub.CreateTaskRun(
+        # One batch: a thousand concurrent creates would meet the server's admission limit.
+        created = await stub.BatchCreateTaskRuns(
+            pb.BatchCreateTaskRunsRequest(
+                requests=[
                     pb.CreateTaskRunRequest(task_key="bench.life", dynamic_key=f"{prefix}-{i}")
-                )
-                for i in range(total)
+                    for i in range(total)
+                ]
             )
         )
-        runs = iter([c.task_run.id for c in created])
+        runs = iter([c.task_run.id for c in created.responses])
         latencies: list[float] = []
 
         async def worker(pending: Iterator[str], latencies: list[float]) -> None:
