@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psycopg
 from sqlalchemy import make_url
@@ -220,46 +220,41 @@ class NotificationListener:
         self._resync_watches()
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.connected.set()
-                    backoff = 0.1
-                    self.wake_all()
-                    async for notify in conn.notifies():
-                        self._dispatch(notify.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the database went away: retry, waking everyone
-                self.connected.clear()
-                self.wake_all()
-                logger.warning("notification listener lost its connection: %s", error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await self._listen(CHANNEL, self.connected, self.wake_all, self._dispatch)
 
     async def _listen_for_states(self) -> None:
         """The state-change connection, while some watcher needs it (cancelled by `unwatch`)."""
+        await self._listen(
+            STATE_CHANNEL, self._states_heard, self._resync_watches, self._dispatch_states
+        )
+
+    async def _listen(
+        self,
+        channel: str,
+        listening: asyncio.Event,
+        catch_up: Callable[[], None],
+        dispatch: Callable[[str], None],
+    ) -> None:
+        """LISTEN on `channel` and hand each payload to `dispatch`, for ever: `listening` says
+        when it is, and `catch_up` runs once it is and when the connection is lost (what was
+        notified meanwhile is not heard), before reconnecting with backoff."""
         backoff = 0.1
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._url, autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {STATE_CHANNEL}")
-                    self._states_heard.set()
+                    await conn.execute(f"LISTEN {channel}")
+                    listening.set()
                     backoff = 0.1
-                    self._resync_watches()
+                    catch_up()
                     async for notify in conn.notifies():
-                        self._dispatch_states(notify.payload)
+                        dispatch(notify.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the database went away: retry, telling every watcher
-                self._states_heard.clear()
-                self._resync_watches()
-                logger.warning("state listener lost its connection: %s", error)
+            except Exception as error:  # the database went away
+                listening.clear()
+                catch_up()
+                logger.warning("listener on %s lost its connection: %s", channel, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
