@@ -41,7 +41,7 @@ from taskrun_server.domain.limits import (
     check_tags,
     check_text,
 )
-from taskrun_server.domain.states import State, StateCreate, StateDetails
+from taskrun_server.domain.states import State, StateCreate, StateDetails, StateType
 from taskrun_server.domain.task_runs import (
     StoredTaskRun,
     TaskInputs,
@@ -67,21 +67,37 @@ def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def _state_fields(state: State) -> dict[str, Any]:
-    """A state without its data: a Value cannot be built from a dict (see `state_to_proto`).
-    Its details go through their stored form, as a listed run's do: one encoder for both."""
+def _state_fields(
+    state_id: uuid.UUID,
+    state_type: StateType | None,
+    name: str | None,
+    timestamp: datetime | None,
+    message: str | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """A state without its data (a Value cannot be built from a dict, see `state_to_proto`),
+    from its stored form: a state read alone and a run's current state share this encoder."""
     return {
-        "id": str(state.id),
-        "type": state_type_to_proto(state.type),
-        "name": state.name,
-        "timestamp": time_fields(state.timestamp),
-        "message": state.message,
-        "state_details": _stored_details_fields(state.state_details.to_json()),
+        "id": str(state_id),
+        "type": state_type_to_proto(state_type),
+        "name": name,
+        "timestamp": time_fields(timestamp),
+        "message": message,
+        "state_details": _stored_details_fields(details),
     }
 
 
 def state_to_proto(state: State) -> state_pb2.State:
-    msg = state_pb2.State(**_state_fields(state))
+    msg = state_pb2.State(
+        **_state_fields(
+            state.id,
+            state.type,
+            state.name,
+            state.timestamp,
+            state.message,
+            state.state_details.to_json(),
+        )
+    )
     if state.data is not None:
         msg.data.CopyFrom(python_to_value(state.data))
     return msg
@@ -123,14 +139,14 @@ def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskR
     tree in C from it, where setting fields one message at a time cost several times more."""
     state: dict[str, Any] | None = None
     if run.state_id is not None:
-        state = {
-            "id": str(run.state_id),
-            "type": state_type_to_proto(run.state_type),
-            "name": run.state_name,
-            "timestamp": time_fields(run.state_timestamp),
-            "message": run.state_message,
-            "state_details": _stored_details_fields(run.state_details or {}),
-        }
+        state = _state_fields(
+            run.state_id,
+            run.state_type,
+            run.state_name,
+            run.state_timestamp,
+            run.state_message,
+            run.state_details or {},
+        )
     leased = run.lease_id is not None
     fields: dict[str, Any] = {
         "id": str(run.id),

@@ -228,12 +228,7 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
         heavy = request_is_large()
         proposal = await off_the_loop_if(heavy, parse_set_state_request, request)
         with proposing([proposal.proposed.state_details.traceparent]):
-            transition = await self._orchestration.set_state(
-                proposal.task_run_id,
-                proposal.proposed,
-                force=proposal.force,
-                lease_id=proposal.lease_id,
-            )
+            transition = await self._orchestration.set_state(proposal)
         heavy = heavy or carries_json(transition.run.parameters)
         return await off_the_loop_if(heavy, transition_to_proto, transition, utcnow())
 

@@ -4,10 +4,12 @@ do) and renders one template; actions propose states through orchestration."""
 from __future__ import annotations
 
 import json
+import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment
@@ -21,18 +23,20 @@ from taskrun_server.dashboard.queries import (
     parse_runs_view,
     window_seconds,
 )
-from taskrun_server.dashboard.sessions import Session, Sessions
+from taskrun_server.dashboard.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
 from taskrun_server.domain.errors import InvalidArgument, NotFound
 from taskrun_server.domain.filters import TaskRunSort
 from taskrun_server.domain.states import StateCreate, StateDetails, StateType
 from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
 from taskrun_server.service.concurrency_limits import ConcurrencyLimitService
-from taskrun_server.service.orchestration import OrchestrationService
+from taskrun_server.service.orchestration import OrchestrationService, StateProposal
 from taskrun_server.service.queues import RECENT, QueueService
 from taskrun_server.service.resources import ResourceService
 from taskrun_server.service.task_runs import TaskRunService
 
 SESSION_KEY = web.RequestKey("session", Session)
+MAX_BUCKETS = 500
+"""The most buckets a history page draws."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +149,13 @@ class Views:
         return await self._propose(run, proposal, force=force)
 
     async def _propose(self, run: TaskRun, proposal: StateCreate, *, force: bool) -> web.Response:
-        decision = await self._s.orchestration.set_state(run.id, proposal, force=force)
+        decision = await self._s.orchestration.set_state(
+            StateProposal(run.id, proposal, force=force)
+        )
         said = f"{decision.status.name}"
         if decision.reason:
             said += f": {decision.reason}"
-        raise web.HTTPSeeOther(f"/runs/{run.id}?{_encode({'message': said})}")
+        raise web.HTTPSeeOther(f"/runs/{run.id}?{urlencode({'message': said})}")
 
     # -- history ----------------------------------------------------------------------------
 
@@ -162,15 +168,17 @@ class Views:
         # Buckets on whole multiples of their width (whole hours for hourly ones): what the
         # tally answers without touching the runs, and what reads naturally on an axis.
         width = BUCKETS[bucket]
+        seconds = window_seconds(window)
+        if math.ceil(seconds / width) > MAX_BUCKETS:
+            raise InvalidArgument(
+                f"makes more than {MAX_BUCKETS} buckets; choose a wider one", "bucket"
+            )
         now = datetime.now(UTC).timestamp()
         end = datetime.fromtimestamp((now // width + 1) * width, UTC)
-        start = end - timedelta(seconds=window_seconds(window))
-        query = parse_runs_view({**_flat(request.query), "since": ""}).query()
+        start = end - timedelta(seconds=seconds)
         intervals = await self._s.task_runs.history(
-            query, start=start, end=end, interval=timedelta(seconds=width)
+            replace(view, since="").query(), start=start, end=end, interval=timedelta(seconds=width)
         )
-        if len(intervals) > 500:
-            raise InvalidArgument("makes more than 500 buckets; choose a wider one", "bucket")
         template = "history_chart.html" if request.query.get("fragment") else "history.html"
         return self.render(
             request,
@@ -220,19 +228,19 @@ class Views:
 
     async def logout(self, request: web.Request) -> web.Response:
         response = web.HTTPSeeOther("/login")
-        response.del_cookie("taskrun_session", path="/")
+        response.del_cookie(COOKIE, path="/")
         raise response
 
 
 def _set_session(response: web.StreamResponse, cookie: str, *, secure: bool) -> None:
     response.set_cookie(
-        "taskrun_session",
+        COOKIE,
         cookie,
         httponly=True,
         samesite="Strict",
         secure=secure,
         path="/",
-        max_age=12 * 3600,
+        max_age=SESSION_SECONDS,
     )
 
 
@@ -245,16 +253,6 @@ def _run_id(text: str) -> uuid.UUID:
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True) if value is not None else ""
-
-
-def _encode(params: dict[str, str]) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode(params)
-
-
-def _flat(query: Any) -> dict[str, list[str]]:
-    return {key: query.getall(key) for key in query}
 
 
 def _default_bucket(window: str) -> str:

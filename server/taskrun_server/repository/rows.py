@@ -88,7 +88,7 @@ def _lease_from_row(row: RowMapping) -> RunLease | None:
 
 def task_run_from_row(row: RowMapping) -> TaskRun:
     """A TaskRun from a row of task_run columns plus the labelled columns of its state."""
-    joined = _STATE_ID in row and row[_STATE_ID] is not None  # lock_task_run reads it apart
+    joined = _STATE_ID in row and row[_STATE_ID] is not None  # some reads leave it out
     state = state_from_row(row, STATE_PREFIX) if joined else None
     return TaskRun(
         id=row["id"],

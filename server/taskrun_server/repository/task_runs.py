@@ -238,9 +238,7 @@ _STORE_TRANSITION = _build_store_transition()
 
 async def store_transition(conn: AsyncConnection, run: TaskRun, state: State) -> None:
     """Write a state and the run's bookkeeping as one statement (one round trip)."""
-    values = task_run_values(run)
-    params: dict[str, object] = {"run_id": run.id}
-    params |= {f"run_{name}": values[name] for name in _MUTABLE}
+    params = {f"run_{name}": value for name, value in _mutable_values(run).items()}
     params |= {f"state_{k}": v for k, v in state_values(state).items()}
     await conn.execute(_STORE_TRANSITION, params)
 
@@ -275,6 +273,7 @@ async def store_transitions(conn: AsyncConnection, stored: Sequence[tuple[TaskRu
 
 
 def _mutable_values(run: TaskRun) -> dict[str, object]:
+    """The run's id and the columns orchestration changes, as they are to be written."""
     values = task_run_values(run)
     return {name: values[name] for name in ("id", *_MUTABLE)}
 
@@ -332,37 +331,6 @@ async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRu
     stmt = select_task_runs().where(task_run.c.id == task_run_id)
     row = (await conn.execute(stmt)).mappings().one_or_none()
     return task_run_from_row(row) if row is not None else None
-
-
-async def lock_task_run(
-    conn: AsyncConnection, task_run_id: uuid.UUID, *, skip_locked: bool = False
-) -> TaskRun | None:
-    """One run, row-locked until commit, with its current state as of the lock. With
-    `skip_locked`, None also when another transaction holds the lock (no waiting).
-
-    Two statements on purpose. With the state joined into the locking SELECT, a transaction
-    that waited for the lock gets the run's newest row but the state row of its older snapshot
-    (Postgres re-checks only the locked table), and would orchestrate from a stale state. The
-    second statement starts a new snapshot, which sees the state the newest row points at.
-    """
-    locked = (
-        select(task_run)
-        .where(task_run.c.id == task_run_id)
-        .with_for_update(skip_locked=skip_locked)
-    )
-    row = (await conn.execute(locked)).mappings().one_or_none()
-    if row is None:
-        return None
-    run = task_run_from_row(row)
-    if run.state_id is not None:
-        run.state = await _read_state(conn, run.state_id)
-    return run
-
-
-async def _read_state(conn: AsyncConnection, state_id: uuid.UUID) -> State | None:
-    stmt = select(task_run_state).where(task_run_state.c.id == state_id)
-    row = (await conn.execute(stmt)).mappings().one_or_none()
-    return state_from_row(row) if row is not None else None
 
 
 async def read_task_run_by_key(

@@ -81,21 +81,13 @@ class OrchestrationService:
             max_in_flight=coalescing.max_in_flight,
         )
 
-    async def set_state(
-        self,
-        task_run_id: uuid.UUID,
-        proposed: StateCreate,
-        *,
-        force: bool,
-        lease_id: uuid.UUID | None = None,
-    ) -> Decision:
-        """Propose a state; `lease_id` is the caller's lease, checked first when given.
+    async def set_state(self, proposal: StateProposal) -> Decision:
+        """Propose a state; the proposal's lease, when given, is checked first.
 
         Concurrent calls share a transaction, each orchestrated on its own. That transaction
         skips runs another one holds rather than wait (one busy run must not hold up the
         others); such a proposal, or one for a run that does not exist, is then made alone.
         """
-        proposal = StateProposal(task_run_id, proposed, force, lease_id)
         try:
             return await self._coalescer.submit(proposal)
         except _RunNotLocked:
@@ -138,7 +130,8 @@ class OrchestrationService:
 
     async def _reap_one(self, task_run_id: uuid.UUID) -> int:
         async with self._engine.begin() as conn:
-            run = await runs_repo.lock_task_run(conn, task_run_id, skip_locked=True)
+            locked = await runs_repo.lock_task_runs(conn, [task_run_id], skip_locked=True)
+            run = locked.get(task_run_id)
             if run is None:  # busy elsewhere (a proposal, a heartbeat, another reaper) or gone
                 return 0
             now = await leases_repo.database_now(conn)
@@ -147,7 +140,7 @@ class OrchestrationService:
                 return 0
             before = run.state_type
             proposal = StateProposal(task_run_id, reaping.proposal, force=not reaping.orchestrated)
-            (decision,) = await _Batch(self, conn, {run.id: run}).orchestrate([proposal])
+            (decision,) = await _Batch(self, conn, locked).orchestrate([proposal])
         assert decision is not None
         logger.info(
             "reaper: task run %s %s -> %s (%s)",
