@@ -12,7 +12,12 @@ from typing import Any
 import psycopg
 
 from devtools.scratch_database import scratch_database
-from devtools.server_processes import free_port, start_server_process, wait_until_serving
+from devtools.server_processes import (
+    free_consecutive_ports,
+    free_port,
+    start_server_process,
+    wait_until_serving,
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def replica(
 ) -> Iterator[Replica]:
     """A server (of `workers` processes) on `url`; yields it and stops it with SIGTERM after."""
     port = port or free_port()
-    dashboard = free_port()
+    dashboard = free_consecutive_ports(workers)
     process = start_server_process(
         url,
         port,

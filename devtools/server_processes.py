@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,6 +20,23 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_consecutive_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports nobody listens on now: a server of
+    TASKRUN_WORKERS processes serves its dashboard on port, port+1, ... and the port after a
+    free one may be a client's ephemeral port."""
+    for _ in range(100):
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return first
+    raise RuntimeError(f"no {count} consecutive free loopback ports in 100 tries")
 
 
 def wait_until_serving(target: str, deadline: float) -> int:
