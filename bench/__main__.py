@@ -27,6 +27,7 @@ from bench.dataset import churn, load_task_runs
 from bench.delivery import bench_delivery
 from bench.measure import Row, ServerCpu, percentile
 from bench.overload import bench_health_under_maximal_requests
+from bench.prefect import measure_prefect
 from bench.server_process import bench_server
 from bench.watch import bench_watch_latency
 from bench.workers import bench_end_to_end, bench_idle_subscribers, bench_kill_to_redelivery
@@ -299,11 +300,23 @@ async def run_round(runs: int, creates: int, only: str, workers: int) -> list[Ro
 
 
 async def run_rounds(
-    runs: int, creates: int, only: str, repeat: int, workers: int
-) -> list[list[Row]]:
+    runs: int, creates: int, only: str, repeat: int, workers: int, prefect: str
+) -> tuple[list[list[Row]], list[dict[str, float]]]:
     """Every round on one event loop: grpc.aio binds its completion queue to the first loop,
-    and a second asyncio.run() floods stderr with "Event loop is closed"."""
-    return [await run_round(runs, creates, only, workers) for _ in range(repeat)]
+    and a second asyncio.run() floods stderr with "Event loop is closed". With `prefect` live,
+    each taskrun round is followed by a Prefect round on the same machine."""
+    rounds: list[list[Row]] = []
+    references: list[dict[str, float]] = []
+    for _ in range(repeat):
+        rounds.append(await run_round(runs, creates, only, workers))
+        if prefect == "live" and only == "all":
+            references.append(await measure_prefect(runs, calls=PREFECT_CALLS))
+    return rounds, references
+
+
+PREFECT_CALLS = 100
+"""Calls per Prefect row at concurrency 32 (half at concurrency 1): Prefect answers 5 to 80 a
+second, so a round of it takes about a minute."""
 
 
 def median_rows(rounds: list[list[Row]]) -> list[Row]:
@@ -335,34 +348,56 @@ PREFECT_OPS_PER_SECOND = {
     "Drain 1000 queued runs, 1 subscriber, settled in batches": 2265.0,
     "Submit->COMPLETED, 1 worker process(es) x 10": 7.1,
 }
-"""Prefect 3.9.1's REST server, same workloads and dataset (issue #12, measured in one sitting
-on the 2-core machine of that issue): the reference column. Batches compare with single
-creates (Prefect has none); the drain with Prefect's in-memory, unsettled one; end to end with
-Prefect's submit -> body start at concurrency 32, one worker of limit 10."""
+"""Prefect 3.9.1's REST server, same workloads and dataset, as recorded in issue #12 (one sitting
+on the 2-core machine of that issue): the reference where it is not measured live
+(`--prefect recorded`, and always for the drain and end to end, which Prefect's API cannot be
+asked the same way). Batches compare with single creates (Prefect has none); the drain with
+Prefect's in-memory, unsettled one; end to end with Prefect's submit -> body start at
+concurrency 32, one worker of limit 10."""
 
 
-def prefect_reference(name: str) -> float:
+def prefect_reference(name: str, live: dict[str, float]) -> tuple[float, bool]:
+    """Prefect's ops/s for a row, and whether it was measured in this sitting."""
+    if name.startswith("BatchCreateTaskRuns"):
+        name = "CreateTaskRun c=32"
     for prefix, ops in PREFECT_OPS_PER_SECOND.items():
         if name == prefix or name.startswith(prefix + " ("):
-            return ops
-    if name.startswith("BatchCreateTaskRuns"):
-        return PREFECT_OPS_PER_SECOND["CreateTaskRun c=32"]
-    return math.nan
+            measured = live.get(name, live.get(prefix))
+            return (ops, False) if measured is None else (measured, True)
+    return math.nan, False
 
 
-def print_table(rows: list[Row], repeat: int) -> None:
+def median_reference(references: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each row over the Prefect rounds."""
+    if not references:
+        return {}
+    return {name: statistics.median(r[name] for r in references) for name in references[0]}
+
+
+def print_table(rows: list[Row], repeat: int, live: dict[str, float]) -> None:
     width = max(len(r.name) for r in rows)
     print(f"\ntaskrun benchmark (median of {repeat} round{'s' if repeat > 1 else ''})")
-    header = f"{'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}  {'server CPU ms/op':>16}  vs Prefect"
+    header = (
+        f"{'ops/s':>9}  {'p50 ms':>8}  {'p99 ms':>8}  {'server CPU ms/op':>16}  "
+        f"{'Prefect ops/s':>13}  vs Prefect"
+    )
     print(f"{'operation':<{width}}  {header}")
-    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}  {'-' * 16}  {'-' * 10}")
+    print(f"{'-' * width}  {'-' * 9}  {'-' * 8}  {'-' * 8}  {'-' * 16}  {'-' * 13}  {'-' * 10}")
     for r in rows:
         ops = "-" if math.isnan(r.ops_per_second) else f"{r.ops_per_second:.1f}"
         cpu = "-" if math.isnan(r.server_cpu_ms) else f"{r.server_cpu_ms:.2f}"
-        ratio = r.ops_per_second / prefect_reference(r.name)
+        reference, measured = prefect_reference(r.name, live)
+        ratio = r.ops_per_second / reference
         versus = "-" if math.isnan(ratio) else f"{ratio:.1f}x"
-        line = f"{ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}  {cpu:>16}  {versus:>10}"
+        prefect = "-" if math.isnan(reference) else f"{reference:.1f}{'' if measured else '*'}"
+        line = (
+            f"{ops:>9}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}  {cpu:>16}  {prefect:>13}  {versus:>10}"
+        )
         print(f"{r.name:<{width}}  {line}")
+    if live:
+        print("\nPrefect ops/s: measured in this sitting (median of its rounds); * recorded in #12")
+    else:
+        print("\nPrefect ops/s: recorded in issue #12 on another day (--prefect recorded)")
 
 
 def main() -> None:
@@ -379,10 +414,21 @@ def main() -> None:
         default=os.cpu_count() or 1,
         help="server processes (TASKRUN_WORKERS); default: one per core",
     )
+    parser.add_argument(
+        "--prefect",
+        choices=("live", "recorded"),
+        default="live",
+        help=(
+            "live: a real Prefect 3.9.1 server answers the same workloads after each round "
+            "(installed into .conformance/ on first use); recorded: issue #12's figures"
+        ),
+    )
     args = parser.parse_args()
-    rounds = asyncio.run(run_rounds(args.runs, args.creates, args.only, args.repeat, args.workers))
+    rounds, references = asyncio.run(
+        run_rounds(args.runs, args.creates, args.only, args.repeat, args.workers, args.prefect)
+    )
     print(f"\nserver: {args.workers} process(es) (TASKRUN_WORKERS)")
-    print_table(median_rows(rounds), args.repeat)
+    print_table(median_rows(rounds), args.repeat, median_reference(references))
 
 
 if __name__ == "__main__":

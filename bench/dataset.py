@@ -7,6 +7,7 @@ this writes the same rows (each run with its current state) in a few seconds.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import psycopg
 
@@ -32,7 +33,7 @@ INSERT INTO task_run (
     expected_start_time, start_time, end_time, total_run_time)
 SELECT
     id, expected_start_time, expected_start_time, 'bench-' || i, NULL, 'bench.task' || (i %% 50),
-    i::text, '{}'::jsonb, ARRAY['team-' || (i %% 10), 'env-' || (i %% 3)], '{}'::jsonb,
+    i::text, '{}'::jsonb, {tags}, '{}'::jsonb,
     '{}'::jsonb, state_id, state_type, initcap(state_type::text),
     expected_start_time + lateness,
     CASE WHEN state_type IN ('SCHEDULED', 'PENDING') THEN 0 ELSE 1 END,
@@ -53,12 +54,34 @@ FROM bench_runs
 )
 
 
-def load_task_runs(conn: psycopg.Connection, n: int, *, start: datetime, end: datetime) -> None:
+_TAGS = {
+    "taskrun": "ARRAY['team-' || (i %% 10), 'env-' || (i %% 3)]",
+    "prefect": "jsonb_build_array('team-' || (i %% 10), 'env-' || (i %% 3))",
+}
+"""The one column whose type differs: Prefect keeps tags as a JSON array."""
+
+
+def load_task_runs(
+    conn: psycopg.Connection,
+    n: int,
+    *,
+    start: datetime,
+    end: datetime,
+    schema: Literal["taskrun", "prefect"] = "taskrun",
+) -> None:
     """Insert n runs spread evenly over [start, end), then ANALYZE, as autovacuum would: never a
-    manual VACUUM, which would leave every page all-visible as no live table's pages are."""
+    manual VACUUM, which would leave every page all-visible as no live table's pages are.
+
+    `schema="prefect"` loads the same rows into a Prefect server's tables (the column names are
+    the same). There a run and its state refer to each other by foreign keys; the load skips
+    their checks (session_replication_role) because both sides are written together."""
     with conn.transaction():
+        if schema == "prefect":
+            conn.execute("SET LOCAL session_replication_role = replica")
         for statement in _LOAD:
-            conn.execute(statement, {"n": n, "start": start, "end": end})
+            conn.execute(
+                statement.replace("{tags}", _TAGS[schema]), {"n": n, "start": start, "end": end}
+            )
     conn.execute("ANALYZE task_run")
     conn.execute("ANALYZE task_run_state")
 

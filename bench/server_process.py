@@ -28,7 +28,9 @@ class BenchServer:
     dashboard: str
 
 
-def _admin_url() -> tuple[str, Any]:
+def admin_database_url() -> tuple[str, Any]:
+    """Where benchmark databases are created: TASKRUN_BENCH_DATABASE_URL, the machine's Postgres,
+    or an embedded one; with the embedded server's handle, to be kept alive while it is used."""
     configured = os.environ.get("TASKRUN_BENCH_DATABASE_URL")
     if configured:
         return configured, None
@@ -44,7 +46,7 @@ def _admin_url() -> tuple[str, Any]:
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A migrated, empty database, dropped afterwards. Yields its URL."""
-    admin, embedded = _admin_url()
+    admin, embedded = admin_database_url()
     with scratch_database(admin, "taskrun_bench") as url:
         yield url
     del embedded  # an embedded server lives as long as this reference

@@ -58,10 +58,9 @@ def _requirements(wheel: Path) -> list[str]:
 
 
 @contextmanager
-def prefect_server(admin_url: str) -> Iterator[str]:
-    """A Prefect server on a fresh database beside `admin_url`'s; yields its API URL."""
+def prefect_server(admin_url: str, database: str = "taskrun_conformance_prefect") -> Iterator[str]:
+    """A Prefect server on a fresh `database` beside `admin_url`'s; yields its API URL."""
     prefect = install()
-    database = "taskrun_conformance_prefect"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {database}")
