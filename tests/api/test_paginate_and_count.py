@@ -70,3 +70,19 @@ async def test_count_rejects_invalid_filters(task_runs: TaskRunStub) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "task_runs.flow_run_id.any[0]",
     )
+
+
+async def test_a_count_asked_again_sees_what_changed_and_another_tag_is_its_own(
+    task_runs: TaskRunStub,
+) -> None:
+    """Counts are kept as statements per query: never their answers, never another query's."""
+
+    async def count(tag: str) -> int:
+        tagged = f.TaskRunFilter(tags=f.TagsFilter(all=[tag]))
+        return (await task_runs.CountTaskRuns(pb.CountTaskRunsRequest(task_runs=tagged))).count
+
+    await create_run(task_runs, tags=["x"])
+    await create_run(task_runs, tags=["y"])
+    assert [await count("x"), await count("y")] == [1, 1]
+    await create_run(task_runs, tags=["x"])
+    assert [await count("x"), await count("y")] == [2, 1]

@@ -112,6 +112,53 @@ async def test_filters_apply_to_history(task_runs: TaskRunStub) -> None:
     assert [s.count_runs for s in response.intervals[0].states] == [1]
 
 
+async def test_the_same_question_asked_again_answers_for_its_own_time(
+    task_runs: TaskRunStub,
+) -> None:
+    """History statements are kept per query: the time of each call must still be its own."""
+    await create_run(task_runs, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING))
+    await create_run(task_runs, state=scheduled(now() - timedelta(minutes=30)))
+    request = pb.TaskRunHistoryRequest(
+        history_start=ts(now() - hours(3)),
+        history_end=ts(now() + hours(1)),
+        history_interval=seconds(4 * 3600),
+    )
+
+    def sums(response: pb.TaskRunHistoryResponse) -> tuple[timedelta, timedelta]:
+        by_type = {s.state_type: s for s in response.intervals[0].states}
+        running = by_type[state_pb2.STATE_TYPE_RUNNING].sum_estimated_run_time.ToTimedelta()
+        waiting = by_type[state_pb2.STATE_TYPE_SCHEDULED].sum_estimated_lateness.ToTimedelta()
+        return running, waiting
+
+    first = sums(await task_runs.TaskRunHistory(request))
+    await asyncio.sleep(0.3)
+    second = sums(await task_runs.TaskRunHistory(request))
+    assert second[0] - first[0] >= timedelta(seconds=0.3)  # still running
+    assert second[1] - first[1] >= timedelta(seconds=0.3)  # still late
+
+
+async def test_queries_that_differ_only_in_a_value_are_answered_apart(
+    task_runs: TaskRunStub,
+) -> None:
+    start = now() + hours(1)
+    await create_run(task_runs, tags=["x"], state=scheduled(start))
+    await create_run(task_runs, tags=["y"], state=scheduled(start))
+    await create_run(task_runs, tags=["y"], state=scheduled(start))
+
+    async def count(tag: str) -> int:
+        response = await task_runs.TaskRunHistory(
+            pb.TaskRunHistoryRequest(
+                history_start=ts(start),
+                history_end=ts(start + hours(1)),
+                history_interval=seconds(3600),
+                task_runs=f.TaskRunFilter(tags=f.TagsFilter(all=[tag])),
+            )
+        )
+        return sum(s.count_runs for s in response.intervals[0].states)
+
+    assert [await count("x"), await count("y"), await count("x")] == [1, 2, 1]
+
+
 async def test_history_bounds_are_validated(task_runs: TaskRunStub) -> None:
     start = now()
     good = {

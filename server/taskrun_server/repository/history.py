@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Executable,
     Integer,
     Interval,
     Numeric,
@@ -36,24 +37,33 @@ from taskrun_server.domain.history import (
 )
 from taskrun_server.domain.states import TERMINAL_TYPES, StateType
 from taskrun_server.repository.filters import tallied_criteria, task_run_where
+from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.tally import ceil_hour, epoch, floor_hour, tally_source
 
 _ZERO = literal(timedelta(0), Interval)
 
+# What changes from one call to the next is a parameter, so that a statement, once built for a
+# query, serves every later call with that query (see `_statement`).
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_NOW_EPOCH = bindparam("now_epoch", type_=Numeric)
+_CURRENT_HOUR = bindparam("current_hour", type_=DateTime(timezone=True))
+_NEXT_HOUR = bindparam("next_hour", type_=DateTime(timezone=True))
+_DUE_BUCKET = bindparam("due_bucket", type_=Integer)
 
-def estimated_run_time(now: datetime) -> ColumnElement[timedelta]:
+
+def estimated_run_time(now: ColumnElement[datetime]) -> ColumnElement[timedelta]:
     """SQL twin of TaskRun.estimated_run_time."""
     c = task_run.c
     return case(
         (
             c.state_type == StateType.RUNNING,
-            c.total_run_time + func.greatest(literal(now) - c.state_timestamp, _ZERO),
+            c.total_run_time + func.greatest(now - c.state_timestamp, _ZERO),
         ),
         else_=c.total_run_time,
     )
 
 
-def estimated_lateness(now: datetime) -> ColumnElement[timedelta]:
+def estimated_lateness(now: ColumnElement[datetime]) -> ColumnElement[timedelta]:
     """SQL twin of TaskRun.estimated_start_time_delta."""
     c = task_run.c
     return case(
@@ -62,7 +72,7 @@ def estimated_lateness(now: datetime) -> ColumnElement[timedelta]:
             func.greatest(c.start_time - c.expected_start_time, _ZERO),
         ),
         (c.state_type.in_(TERMINAL_TYPES), _ZERO),
-        else_=func.greatest(literal(now) - c.expected_start_time, _ZERO),
+        else_=func.greatest(now - c.expected_start_time, _ZERO),
     )
 
 
@@ -92,7 +102,8 @@ class _Ranges:
     def params(self, prefix: str) -> dict[str, object]:
         return {f"{prefix}_i": self.bucket, f"{prefix}_lo": self.lower, f"{prefix}_hi": self.upper}
 
-    def table(self, prefix: str) -> Any:
+    @staticmethod
+    def table(prefix: str) -> Any:
         return (
             func.unnest(
                 bindparam(f"{prefix}_i", type_=ARRAY(Integer)),
@@ -124,12 +135,12 @@ def _split(
     return raw, hours
 
 
-def _from_runs(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[Any]:
+def _from_runs(query: TaskRunQuery) -> Select[Any]:
     """One LATERAL subquery per stretch: each is a range scan of the expected-start-time index
     (index-only, thanks to its INCLUDE columns) feeding a small hash aggregate. Grouping all
     rows by a computed bucket instead makes Postgres misjudge the group count and sort."""
     c = task_run.c
-    stretch = ranges.table("raw")
+    stretch = _Ranges.table("raw")
     per_stretch = (
         select(
             c.state_type,
@@ -137,8 +148,8 @@ def _from_runs(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[An
             func.count().label("count_runs"),
             # Seconds, not intervals: 1,400 runs late by two millennia sum past what a Python
             # timedelta holds.
-            func.extract("epoch", func.sum(estimated_run_time(now))).label("run_time"),
-            func.extract("epoch", func.sum(estimated_lateness(now))).label("lateness"),
+            func.extract("epoch", func.sum(estimated_run_time(_NOW))).label("run_time"),
+            func.extract("epoch", func.sum(estimated_lateness(_NOW))).label("lateness"),
         )
         .where(
             c.expected_start_time >= stretch.c.lo,
@@ -152,23 +163,21 @@ def _from_runs(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[An
     return select(stretch.c.i, per_stretch).select_from(stretch).join(per_stretch, true())
 
 
-def _from_tally(
-    criteria: list[ColumnElement[bool]], source: Any, ranges: _Ranges, now: datetime
-) -> Select[Any]:
+def _from_tally(criteria: list[ColumnElement[bool]], source: Any) -> Select[Any]:
     """The tally's hours per bucket, finished with the time of the query: RUNNING runs add the
     time since they entered RUNNING; runs still waiting to start add the time since they were
     expected, all of it in hours that are over, none in hours still to come, and in the
     current hour as if all were due (`_not_yet_due` takes back the part of those that are not)."""
     t = source.c
-    stretch = ranges.table("tallied")
-    at = literal(epoch(now), Numeric)
+    stretch = _Ranges.table("tallied")
+    at = _NOW_EPOCH
     runs = func.sum(t.runs)
     running = case(
         (t.state_type == StateType.RUNNING, runs * at - func.sum(t.running_since)), else_=0
     )
     waiting = func.sum(
         case(
-            (t.hour <= literal(floor_hour(now)), t.waiting * at - t.waiting_since),
+            (t.hour <= _CURRENT_HOUR, t.waiting * at - t.waiting_since),
             else_=0,
         )
     )
@@ -189,12 +198,10 @@ def _from_tally(
     )
 
 
-def _not_yet_due(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[Any] | None:
-    """The current hour's runs that wait to start and are not due yet: `_from_tally` counted
-    them late by (now - expected), a negative time; this row adds it back, so they count as
-    on time, as the runs themselves would say. A short range scan from now to the hour's end."""
+def _current_hour_bucket(ranges: _Ranges, now: datetime) -> int | None:
+    """The bucket whose tallied hours include the current one, if any."""
     hour = floor_hour(now)
-    bucket = next(
+    return next(
         (
             i
             for i, low, high in zip(ranges.bucket, ranges.lower, ranges.upper, strict=True)
@@ -202,21 +209,26 @@ def _not_yet_due(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[
         ),
         None,
     )
-    if bucket is None:
-        return None
+
+
+def _not_yet_due(query: TaskRunQuery) -> Select[Any]:
+    """The current hour's runs that wait to start and are not due yet: `_from_tally` counted
+    them late by (now - expected), a negative time; this row adds it back, so they count as
+    on time, as the runs themselves would say. A short range scan from now to the hour's end,
+    in the bucket `_current_hour_bucket` finds."""
     c = task_run.c
     return (
         select(
-            literal(bucket, Integer).label("i"),
+            _DUE_BUCKET.label("i"),
             c.state_type,
             c.state_name,
             literal(0, Integer).label("count_runs"),
             literal(0, Numeric).label("run_time"),
-            func.extract("epoch", func.sum(c.expected_start_time - literal(now))).label("lateness"),
+            func.extract("epoch", func.sum(c.expected_start_time - _NOW)).label("lateness"),
         )
         .where(
-            c.expected_start_time >= literal(now),
-            c.expected_start_time < literal(hour + timedelta(hours=1)),
+            c.expected_start_time >= _NOW,
+            c.expected_start_time < _NEXT_HOUR,
             c.start_time.is_(None),
             c.state_type.is_not(None),
             c.state_type.not_in(TERMINAL_TYPES),
@@ -224,6 +236,43 @@ def _not_yet_due(query: TaskRunQuery, ranges: _Ranges, now: datetime) -> Select[
         )
         .group_by(c.state_type, c.state_name)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Which parts a history statement has: they depend on the query and the window."""
+
+    from_runs: bool
+    from_tally: bool
+    not_yet_due: bool
+
+
+def _tallied(query: TaskRunQuery) -> bool:
+    """Whether the tally can answer the query's whole hours, decided once per query."""
+    return KEPT_STATEMENTS.get(
+        ("history-tallied", repr(query)),
+        lambda: tallied_criteria(query, tally_source()) is not None,
+    )
+
+
+def _statement(query: TaskRunQuery, shape: _Shape) -> Executable:
+    """The query's statement of this shape, built on first use and kept: everything that
+    changes between calls with the same query (the buckets, the time) is a parameter."""
+    return KEPT_STATEMENTS.get(("history", repr(query), shape), lambda: _build(query, shape))
+
+
+def _build(query: TaskRunQuery, shape: _Shape) -> Executable:
+    parts: list[Select[Any]] = []
+    if shape.from_runs:
+        parts.append(_from_runs(query))
+    if shape.from_tally:
+        source = tally_source()
+        criteria = tallied_criteria(query, source)
+        assert criteria is not None  # only a tallied query has a shape from the tally
+        parts.append(_from_tally(criteria, source))
+        if shape.not_yet_due:
+            parts.append(_not_yet_due(query))
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 async def task_run_history(
@@ -253,24 +302,25 @@ async def task_run_history(
     ]
     if count == 0:
         return intervals
-    source = tally_source()
-    criteria = tallied_criteria(query, source)
-    raw, hours = _split(intervals, now, tallied=criteria is not None)
-    sums: dict[tuple[int, StateType, str], list[float]] = {}
+    raw, hours = _split(intervals, now, tallied=_tallied(query))
+    due = _current_hour_bucket(hours, now) if hours.bucket else None
+    shape = _Shape(
+        from_runs=bool(raw.bucket), from_tally=bool(hours.bucket), not_yet_due=due is not None
+    )
     # One statement, so that every part reads the same snapshot: the not-yet-due correction
     # must see exactly the runs the tally counted.
-    parts: list[Select[Any]] = []
-    params: dict[str, object] = {}
-    if raw.bucket:
-        parts.append(_from_runs(query, raw, now))
-        params |= raw.params("raw")
-    if hours.bucket and criteria is not None:
-        parts.append(_from_tally(criteria, source, hours, now))
-        params |= hours.params("tallied")
-        correction = _not_yet_due(query, hours, now)
-        if correction is not None:
-            parts.append(correction)
-    statement = parts[0] if len(parts) == 1 else union_all(*parts)
+    statement = _statement(query, shape)
+    current_hour = floor_hour(now)
+    params: dict[str, object] = {
+        **raw.params("raw"),
+        **hours.params("tallied"),
+        "now": now,
+        "now_epoch": epoch(now),
+        "current_hour": current_hour,
+        "next_hour": current_hour + timedelta(hours=1),
+        "due_bucket": due,
+    }
+    sums: dict[tuple[int, StateType, str], list[float]] = {}
     for row in (await conn.execute(statement, params)).mappings():
         key = (row["i"], row["state_type"], row["state_name"])
         found = sums.setdefault(key, [0, 0.0, 0.0])

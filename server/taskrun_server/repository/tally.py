@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, func, select, text, union_all
+from sqlalchemy import ColumnElement, Select, Subquery, func, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskrun_server.database.tables import task_run_tally, task_run_tally_delta
 from taskrun_server.domain.filters import TaskRunFilter, TaskRunQuery, TimeFilter
 from taskrun_server.domain.history import LAST_INSTANT
-from taskrun_server.domain.states import StateType
 from taskrun_server.repository.filters import tallied_criteria, without_expected_window
 
 
@@ -88,24 +88,22 @@ def ceil_hour(value: datetime) -> datetime:
     return floor if floor == value or floor >= _LAST_HOUR else floor + _HOUR
 
 
-async def count_from_tally(conn: AsyncConnection, tallied: TalliedCount) -> int:
+def count_statement(tallied: TalliedCount) -> Select[Any]:
+    """The tally's part of a count: one row, the sum."""
     source = tallied.source
-    stmt = select(func.coalesce(func.sum(source.c.runs), 0)).where(*tallied.criteria)
-    return int((await conn.execute(stmt)).scalar_one())
+    return select(func.coalesce(func.sum(source.c.runs), 0)).where(*tallied.criteria)
 
 
-async def counts_by_state_from_tally(
-    conn: AsyncConnection, tallied: TalliedCount
-) -> dict[StateType, int]:
+def counts_by_state_statement(tallied: TalliedCount) -> Select[Any]:
+    """The tally's part of a count per state type: a row per type that has runs."""
     source = tallied.source
     runs = func.sum(source.c.runs)
-    stmt = (
+    return (
         select(source.c.state_type, runs)
         .where(source.c.state_type.is_not(None), *tallied.criteria)
         .group_by(source.c.state_type)
         .having(runs != 0)
     )
-    return {row[0]: int(row[1]) for row in await conn.execute(stmt)}
 
 
 _COMPACT = text(

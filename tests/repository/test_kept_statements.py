@@ -1,0 +1,35 @@
+"""Statements kept per question: built once, the most recently used kept, within a bound."""
+
+from __future__ import annotations
+
+from taskrun_server.repository.kept_statements import KeptStatements
+
+
+def test_a_question_asked_again_is_not_built_again() -> None:
+    kept = KeptStatements(kept=4)
+    built: list[str] = []
+
+    def build() -> str:
+        built.append("x")
+        return "statement"
+
+    assert [kept.get("q", build) for _ in range(3)] == ["statement"] * 3
+    assert built == ["x"]
+
+
+def test_a_question_answered_none_is_kept_too() -> None:
+    kept = KeptStatements(kept=4)
+    calls: list[int] = []
+    for _ in range(2):
+        assert kept.get("untallied", lambda: calls.append(1)) is None
+    assert calls == [1]
+
+
+def test_beyond_the_bound_the_least_recently_used_question_goes() -> None:
+    kept = KeptStatements(kept=2)
+    kept.get("a", lambda: "a1")
+    kept.get("b", lambda: "b1")
+    kept.get("a", lambda: "a2")  # a is now the most recent
+    kept.get("c", lambda: "c1")  # b goes
+    assert kept.get("a", lambda: "a3") == "a1"
+    assert kept.get("b", lambda: "b2") == "b2"
