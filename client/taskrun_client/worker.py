@@ -21,7 +21,8 @@ heartbeat and the run went elsewhere) the function is stopped and nothing propos
 execution timeout is enforced here too. Records logged inside a task function go to the
 server's LogService for that run. WAIT is followed; REJECT and ABORT leave the run to
 orchestration (a failure within the retry budget comes back as AwaitingRetry and is delivered
-again when due).
+again when due). Proposals the worker's tasks make while one is being sent go together in the
+next BatchSetTaskRunStates call (`proposal_batching.py`), each answered as if alone.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from taskrun_client.async_client import AsyncTaskRunClient
 from taskrun_client.config import ClientConfig
 from taskrun_client.errors import TaskRunError
 from taskrun_client.log_shipping import LogShipper
+from taskrun_client.proposal_batching import ProposalBatcher
 from taskrun_client.task_execution import Execution, StopReason, TaskFunction
 
 logger = logging.getLogger(__name__)
@@ -157,10 +159,12 @@ class TaskWorker:
             if shipper is not None:
                 shipper.start()
             heartbeats = asyncio.create_task(self._heartbeat_forever(client))
+            proposals = ProposalBatcher(client)
             try:
-                await self._subscribe_until_stopped(client, slots, running)
+                await self._subscribe_until_stopped(client, proposals, slots, running)
                 if running:
                     await asyncio.gather(*running, return_exceptions=True)
+                await proposals.close()
             finally:
                 heartbeats.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -171,13 +175,14 @@ class TaskWorker:
     async def _subscribe_until_stopped(
         self,
         client: AsyncTaskRunClient,
+        proposals: ProposalBatcher,
         slots: asyncio.Semaphore,
         running: set[asyncio.Task[None]],
     ) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                await self._consume(client, slots, running)
+                await self._consume(client, proposals, slots, running)
                 backoff = 0.1
             except TaskRunError as error:
                 logger.warning("subscription ended (%s); resubscribing", error.code.name)
@@ -186,7 +191,11 @@ class TaskWorker:
             backoff = min(backoff * 2, self.max_backoff)
 
     async def _consume(
-        self, client: AsyncTaskRunClient, slots: asyncio.Semaphore, running: set[asyncio.Task[None]]
+        self,
+        client: AsyncTaskRunClient,
+        proposals: ProposalBatcher,
+        slots: asyncio.Semaphore,
+        running: set[asyncio.Task[None]],
     ) -> None:
         stream = client.subscribe_scheduled_tasks(
             list(self.functions), prefetch=self.concurrency, client_id=self.client_id
@@ -208,7 +217,7 @@ class TaskWorker:
                 held = _HeldRun(delivery.task_run, delivery.lease_id)
                 self._held[held.run.id] = held  # heartbeats renew it while it waits for a slot
                 await slots.acquire()
-                task = asyncio.ensure_future(self._execute(client, held, slots))
+                task = asyncio.ensure_future(self._execute(proposals, held, slots))
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
@@ -216,15 +225,15 @@ class TaskWorker:
             await stream.aclose()
 
     async def _execute(
-        self, client: AsyncTaskRunClient, held: _HeldRun, slots: asyncio.Semaphore
+        self, proposals: ProposalBatcher, held: _HeldRun, slots: asyncio.Semaphore
     ) -> None:
         """Drive one run from its delivery to its end. Never raises: whatever happens is logged
         and counted, and the slot and the lease are given up."""
         run = held.run
         try:
-            outcome = await self._start_and_run(client, held)
+            outcome = await self._start_and_run(proposals, held)
             if outcome is not None:
-                await self._finish(client, held, outcome)
+                await self._finish(proposals, held, outcome)
             else:
                 self._count("lost" if held.stop_reason == "lost" else "not started")
         except TaskRunError as error:
@@ -238,7 +247,7 @@ class TaskWorker:
             slots.release()
 
     async def _start_and_run(
-        self, client: AsyncTaskRunClient, held: _HeldRun
+        self, proposals: ProposalBatcher, held: _HeldRun
     ) -> state_pb2.StateCreate | None:
         """Propose RUNNING, then run the function. None: nothing to propose."""
         if held.stop_reason is not None:
@@ -246,7 +255,7 @@ class TaskWorker:
         # Not marked `deferred`: that selects the reference's background policy, which leaves
         # tag concurrency limits to the client; this worker wants the server to enforce them.
         running = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
-        answer = await self._propose(client, held, running)
+        answer = await self._propose(proposals, held, running)
         if answer.status != ACCEPT:
             cancelling = answer.task_run.state_type == state_pb2.STATE_TYPE_CANCELLING
             return _cancelled_before_start() if cancelling else None
@@ -264,12 +273,12 @@ class TaskWorker:
         return await held.execution.outcome()
 
     async def _finish(
-        self, client: AsyncTaskRunClient, held: _HeldRun, outcome: state_pb2.StateCreate
+        self, proposals: ProposalBatcher, held: _HeldRun, outcome: state_pb2.StateCreate
     ) -> None:
         """Propose the outcome; if the server refuses it as a request (too large, say), fail
         the run with that reason instead of leaving it RUNNING."""
         try:
-            answer = await self._propose(client, held, outcome)
+            answer = await self._propose(proposals, held, outcome)
         except TaskRunError as error:
             if error.code.name not in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
                 raise
@@ -277,7 +286,7 @@ class TaskWorker:
                 type=state_pb2.STATE_TYPE_FAILED,
                 message=f"The task's outcome could not be stored: {error.details}",
             )
-            answer = await self._propose(client, held, outcome)
+            answer = await self._propose(proposals, held, outcome)
         if answer.status == ACCEPT or outcome.type == state_pb2.STATE_TYPE_FAILED:
             # A FAILED outcome answered REJECT was rescheduled for a retry: still a failure.
             self._count(state_pb2.StateType.Name(outcome.type))
@@ -288,12 +297,12 @@ class TaskWorker:
         self.counts.by_outcome[outcome] += 1
 
     async def _propose(
-        self, client: AsyncTaskRunClient, held: _HeldRun, proposal: state_pb2.StateCreate
+        self, proposals: ProposalBatcher, held: _HeldRun, proposal: state_pb2.StateCreate
     ) -> pb.SetTaskRunStateResponse:
         """Propose under the run's lease until the server decides (or, while it answers WAIT,
         until the run is stopped)."""
         while True:
-            answer = await client.set_task_run_state(held.run.id, proposal, lease_id=held.lease_id)
+            answer = await proposals.propose(held.run.id, proposal, lease_id=held.lease_id)
             if answer.status not in (ACCEPT, WAIT):
                 logger.info(
                     "task run %s: %s (%s)",
