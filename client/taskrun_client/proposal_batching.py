@@ -66,8 +66,7 @@ class ProposalBatcher:
                 await self._send(batch)
         except BaseException as error:  # cancelled, or a bug: no caller may wait for ever
             for _, answer in [*batch, *self._waiting]:
-                if not answer.done():
-                    answer.set_exception(error)
+                _fail(answer, error)
             self._waiting = []
             raise
         finally:
@@ -123,5 +122,10 @@ class ProposalBatcher:
 
 
 def _fail(answer: asyncio.Future[pb.SetTaskRunStateResponse], error: BaseException) -> None:
-    if not answer.done():
+    """Give the caller the error, or cancel its wait if the sending was cancelled."""
+    if answer.done():
+        return
+    if isinstance(error, asyncio.CancelledError):
+        answer.cancel()
+    else:
         answer.set_exception(error)
