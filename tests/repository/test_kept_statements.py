@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskrun_server.repository.kept_statements import KeptStatements
+from taskrun_server.repository.kept_statements import KeptStatements, question
 
 
 def test_a_question_asked_again_is_not_built_again() -> None:
@@ -33,3 +33,14 @@ def test_beyond_the_bound_the_least_recently_used_question_goes() -> None:
     kept.get("c", lambda: "c1")  # b goes
     assert kept.get("a", lambda: "a3") == "a1"
     assert kept.get("b", lambda: "b2") == "b2"
+
+
+def test_a_question_too_long_to_keep_is_built_each_time() -> None:
+    kept = KeptStatements(kept=4)
+    long_query = ["id"] * 2000
+    key = ("count", question(long_query))
+    built: list[int] = []
+    for _ in range(2):
+        kept.get(key, lambda: built.append(1))
+    assert question(long_query) is None and built == [1, 1]
+    assert question(["id"]) == "['id']"
