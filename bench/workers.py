@@ -25,11 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2
 
 from bench.measure import Row, percentile
-from taskrun.v1 import filters_pb2, state_pb2, task_run_pb2, task_run_service_pb2_grpc
+from taskrun.v1 import filters_pb2, state_pb2, task_run_pb2
 from taskrun.v1 import task_run_service_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,24 +201,27 @@ async def _kill_once(stub: Any, target: str) -> float | None:
 
 
 async def bench_idle_subscribers(target: str, measure_creates: Any, streams: int = 500) -> Row:
-    """CreateTaskRun c=1 while `streams` subscriber streams wait on keys with nothing due."""
-    channels = [grpc.aio.insecure_channel(target) for _ in range(streams // 50 + 1)]
-    calls = []
+    """CreateTaskRun c=1 while `streams` subscriber streams, held by another process
+    (`bench/idle_streams.py`), wait on keys with nothing due."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.idle_streams",
+        target,
+        str(streams),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        for i in range(streams):
-            stub = task_run_service_pb2_grpc.TaskRunServiceStub(channels[i // 50])
-            calls.append(
-                stub.SubscribeScheduledTasks(
-                    pb.SubscribeScheduledTasksRequest(
-                        task_keys=[f"bench.idle.{i % 20}"], client_id="idle", prefetch=1
-                    )
-                )
-            )
+        assert (await holder.stdout.readline()).strip() == b"holding"
         await asyncio.sleep(3.0)  # every stream has made its first claim and sleeps
         row: Row = await measure_creates(f"CreateTaskRun c=1 beside {streams} idle streams")
         return row
     finally:
-        for call in calls:
-            call.cancel()
-        for channel in channels:
-            await channel.close()
+        holder.stdin.close()  # the holder cancels its streams and exits
+        try:
+            await asyncio.wait_for(holder.wait(), 30)
+        except TimeoutError:
+            holder.kill()
+            await holder.wait()
