@@ -103,3 +103,21 @@ async def test_proposals_made_one_after_another_go_one_by_one(client: CountingCl
     assert [first.status, second.status] == [pb.SET_STATE_STATUS_ACCEPT] * 2
     assert first.state.state_details.transition_id != second.state.state_details.transition_id
     assert (client.singles, client.batches) == (2, [])
+
+
+async def test_a_call_refused_for_one_malformed_proposal_is_sent_again_one_by_one(
+    client: CountingClient,
+) -> None:
+    """The server refuses a whole batch for one malformed proposal (naming `requests[i]`): only
+    that proposal may fail."""
+    ids = await runs(client, 2)
+    batcher = ProposalBatcher(client)
+    outcomes = await asyncio.gather(
+        *(batcher.propose(i, RUNNING) for i in [ids[0], "not-a-run-id", ids[1]]),
+        return_exceptions=True,
+    )
+    error = outcomes[1]
+    assert isinstance(error, TaskRunError) and error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.field == "task_run_id"
+    assert [o.status for o in (outcomes[0], outcomes[2])] == [pb.SET_STATE_STATUS_ACCEPT] * 2  # type: ignore[union-attr]
+    assert (client.batches, client.singles) == ([3], 3)
