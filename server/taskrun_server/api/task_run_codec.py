@@ -43,6 +43,7 @@ from taskrun_server.domain.limits import (
 )
 from taskrun_server.domain.states import State, StateCreate, StateDetails, StateType
 from taskrun_server.domain.task_runs import (
+    INPUT_KEYS,
     StoredTaskRun,
     TaskInputs,
     TaskRun,
@@ -106,7 +107,6 @@ def state_to_proto(state: State) -> state_pb2.State:
 _POLICY_FIELDS = frozenset(task_run_pb2.TaskRunPolicy.DESCRIPTOR.fields_by_name)
 _DETAIL_FIELDS = frozenset(state_pb2.StateDetails.DESCRIPTOR.fields_by_name)
 _DETAIL_TIMES = frozenset({"scheduled_time", "cache_expiration", "pause_timeout"})
-_INPUT_KEYS = {"task_run": "id", "parameter": "name", "constant": "type"}
 
 
 def _stored_details_fields(stored: dict[str, Any]) -> dict[str, Any]:
@@ -123,14 +123,16 @@ def _stored_details_fields(stored: dict[str, Any]) -> dict[str, Any]:
 
 def _stored_inputs_fields(stored: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
     return {
-        name: {
-            "inputs": [
-                {i["input_type"]: {_INPUT_KEYS[i["input_type"]]: i[_INPUT_KEYS[i["input_type"]]]}}
-                for i in inputs
-            ]
-        }
+        name: {"inputs": [_stored_input_fields(i) for i in inputs]}
         for name, inputs in stored.items()
     }
+
+
+def _stored_input_fields(stored: dict[str, str]) -> dict[str, Any]:
+    """{"input_type": "task_run", "id": x} to {"task_run": {"id": x}}."""
+    kind = stored["input_type"]
+    key = INPUT_KEYS[kind]
+    return {kind: {key: stored[key]}}
 
 
 def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskRun:

@@ -11,6 +11,10 @@ from taskrun_server.domain.states import State, StateCreate, StateType
 
 InputKind = Literal["task_run", "parameter", "constant"]
 
+INPUT_KEYS: dict[str, str] = {"task_run": "id", "parameter": "name", "constant": "type"}
+"""The key that holds an input's value, by its kind: in its stored JSON, and (the same name)
+in its wire form's message."""
+
 
 @dataclass(slots=True, frozen=True)
 class TaskRunInput:
@@ -23,14 +27,12 @@ class TaskRunInput:
     value: str
 
     def to_json(self) -> dict[str, str]:
-        key = {"task_run": "id", "parameter": "name", "constant": "type"}[self.kind]
-        return {"input_type": self.kind, key: self.value}
+        return {"input_type": self.kind, INPUT_KEYS[self.kind]: self.value}
 
     @classmethod
     def from_json(cls, data: dict[str, str]) -> TaskRunInput:
         kind: InputKind = data["input_type"]  # type: ignore[assignment]
-        key = {"task_run": "id", "parameter": "name", "constant": "type"}[kind]
-        return cls(kind, data[key])
+        return cls(kind, data[INPUT_KEYS[kind]])
 
 
 @dataclass(slots=True, kw_only=True)
