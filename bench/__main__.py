@@ -25,7 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.dataset import churn, load_task_runs
 from bench.delivery import bench_delivery
-from bench.measure import Row, ServerCpu, percentile
+from bench.measure import Row, ServerCpu, measure, percentile
 from bench.overload import bench_health_under_maximal_requests
 from bench.prefect import measure_prefect
 from bench.server_process import bench_server
@@ -35,39 +35,6 @@ from devtools.scratch_database import libpq_url
 from taskrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 
 pb = task_run_service_pb2
-
-
-async def measure(
-    name: str,
-    call: Callable[[int], Awaitable[object]],
-    *,
-    total: int,
-    concurrency: int,
-    cpu: ServerCpu | None = None,
-) -> Row:
-    """Run `total` calls from `concurrency` loops; latency per call, throughput overall, and the
-    server CPU per call when `cpu` watches the server."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-    cpu_before = cpu.seconds() if cpu is not None else math.nan
-
-    async def worker() -> None:
-        for i in counter:
-            started = time.perf_counter()
-            await call(i)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    cpu_after = cpu.seconds() if cpu is not None else math.nan
-    return Row(
-        name=name,
-        ops_per_second=total / elapsed,
-        p50_ms=percentile(latencies, 0.5) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-        server_cpu_ms=(cpu_after - cpu_before) * 1000 / total,
-    )
 
 
 async def bench_state_changes(stub: Any, *, lives: int, cpu: ServerCpu) -> list[Row]:

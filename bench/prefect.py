@@ -10,8 +10,6 @@ same question for (a settled drain, a worker end to end) keep the recorded figur
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +19,7 @@ import aiohttp
 import psycopg
 
 from bench.dataset import churn, load_task_runs
+from bench.measure import measure
 from bench.server_process import admin_database_url
 from conformance.prefect_server import prefect_server
 
@@ -34,16 +33,8 @@ TEAM = {"tags": {"all_": ["team-3"]}}
 async def _throughput(
     call: Callable[[int], Awaitable[object]], *, total: int, concurrency: int
 ) -> float:
-    """Calls per second of `total` calls from `concurrency` loops."""
-    counter = iter(range(total))
-
-    async def loop() -> None:
-        for i in counter:
-            await call(i)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return total / (time.perf_counter() - started)
+    """Calls per second of `total` calls from `concurrency` loops (the bench's own loop)."""
+    return (await measure("prefect", call, total=total, concurrency=concurrency)).ops_per_second
 
 
 class _Prefect:
