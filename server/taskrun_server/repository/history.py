@@ -37,7 +37,7 @@ from taskrun_server.domain.history import (
 )
 from taskrun_server.domain.states import TERMINAL_TYPES, StateType
 from taskrun_server.repository.filters import tallied_criteria, task_run_where
-from taskrun_server.repository.kept_statements import KEPT_STATEMENTS, question
+from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.tally import ceil_hour, epoch, floor_hour, tally_source
 
 _ZERO = literal(timedelta(0), Interval)
@@ -250,7 +250,8 @@ class _Shape:
 def _tallied(query: TaskRunQuery) -> bool:
     """Whether the tally can answer the query's whole hours, decided once per query."""
     return KEPT_STATEMENTS.get(
-        ("history-tallied", question(query)),
+        "history-tallied",
+        query,
         lambda: tallied_criteria(query, tally_source()) is not None,
     )
 
@@ -258,7 +259,7 @@ def _tallied(query: TaskRunQuery) -> bool:
 def _statement(query: TaskRunQuery, shape: _Shape) -> Executable:
     """The query's statement of this shape, built on first use and kept: everything that
     changes between calls with the same query (the buckets, the time) is a parameter."""
-    return KEPT_STATEMENTS.get(("history", question(query), shape), lambda: _build(query, shape))
+    return KEPT_STATEMENTS.get(("history", shape), query, lambda: _build(query, shape))
 
 
 def _build(query: TaskRunQuery, shape: _Shape) -> Executable:

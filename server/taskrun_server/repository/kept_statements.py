@@ -16,30 +16,26 @@ KEPT = 512
 """How many questions are kept: the most recently used ones."""
 
 MAX_KEY_CHARS = 4096
-"""A question named by more than this (a filter of a thousand ids, say) is built each time and
+"""A query named by more than this (a filter of a thousand ids, say) is built each time and
 never kept: a client must not fill the server's memory with its questions."""
 
 
-def question(query: object) -> str | None:
-    """The key of a query (its repr, which names every field and value), or None when it is
-    too long to keep."""
-    text = repr(query)
-    return text if len(text) <= MAX_KEY_CHARS else None
-
-
 class KeptStatements:
-    """A bounded map from a question (a hashable key naming its kind and `question(query)`) to
-    what was built for it. One per process, used from its event loop only: no lock."""
+    """A bounded map from a question (a kind of statement and the query it is for) to what was
+    built for it. A query is named by its repr, which gives every field and value. One per
+    process, used from its event loop only: no lock."""
 
     def __init__(self, kept: int = KEPT) -> None:
         self._kept = kept
-        self._built: OrderedDict[Hashable, Any] = OrderedDict()
+        self._built: OrderedDict[tuple[Hashable, str], Any] = OrderedDict()
 
-    def get(self, key: Hashable, build: Callable[[], T]) -> T:
-        """What was built for `key`, building it now if it was not kept (a None built is kept
-        too). A key holding None (a question too long to keep) is built and not kept."""
-        if key is None or (isinstance(key, tuple) and None in key):
+    def get(self, kind: Hashable, query: object, build: Callable[[], T]) -> T:
+        """What was built as `kind` for `query`, building it now if it was not kept (a None
+        built is kept too); a query too long to keep is built each time."""
+        name = repr(query)
+        if len(name) > MAX_KEY_CHARS:
             return build()
+        key = (kind, name)
         try:
             self._built.move_to_end(key)
             return cast(T, self._built[key])
@@ -52,4 +48,4 @@ class KeptStatements:
 
 
 KEPT_STATEMENTS = KeptStatements()
-"""The process's kept statements, shared by the repository modules (keys name their kind)."""
+"""The process's kept statements, shared by the repository modules (each names its kinds)."""

@@ -36,7 +36,7 @@ from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.states import State, StateType
 from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
 from taskrun_server.repository.filters import task_run_order_by, task_run_where
-from taskrun_server.repository.kept_statements import KEPT_STATEMENTS, question
+from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.rows import (
     RUN_COLUMNS,
     STATE_PREFIX,
@@ -427,7 +427,7 @@ def _count_plan(query: TaskRunQuery, *, by_state: bool) -> _CountPlan:
             return _CountPlan(counts_by_state_statement(tallied), tallied.edges)
         return _CountPlan(count_statement(tallied), tallied.edges)
 
-    return KEPT_STATEMENTS.get(("count", by_state, question(query)), build)
+    return KEPT_STATEMENTS.get(("count", by_state), query, build)
 
 
 def _runs_count_statement(query: TaskRunQuery, *, by_state: bool) -> Select[Any]:
