@@ -30,10 +30,7 @@ def state_type(value: StateTypeLike) -> state_pb2.StateType.ValueType:
     """A state type from its name ("running", "STATE_TYPE_RUNNING") or its value."""
     if isinstance(value, int):
         return value
-    name = value.upper().removeprefix("STATE_TYPE_")
-    if name not in STATE_TYPES:
-        raise ValueError(f"{value!r} is not a state type; one of {', '.join(STATE_TYPES)}")
-    return state_pb2.StateType.Value(f"STATE_TYPE_{name}")
+    return state_pb2.StateType.Value(_full_name(value, "STATE_TYPE_", STATE_TYPES, "state type"))
 
 
 def state_type_name(value: state_pb2.StateType.ValueType) -> str:
@@ -47,10 +44,15 @@ def sort(value: SortLike) -> filters_pb2.TaskRunSort.ValueType:
     """A sort from its name ("expected_start_time_desc") or its value."""
     if isinstance(value, int):
         return value
-    name = value.upper().removeprefix("TASK_RUN_SORT_")
-    if name not in SORTS:
-        raise ValueError(f"{value!r} is not a sort; one of {', '.join(SORTS)}")
-    return filters_pb2.TaskRunSort.Value(f"TASK_RUN_SORT_{name}")
+    return filters_pb2.TaskRunSort.Value(_full_name(value, "TASK_RUN_SORT_", SORTS, "sort"))
+
+
+def _full_name(value: str, prefix: str, names: tuple[str, ...], what: str) -> str:
+    """The generated enum name for a name given in any case, with or without its prefix."""
+    name = value.upper().removeprefix(prefix)
+    if name not in names:
+        raise ValueError(f"{value!r} is not a {what}; one of {', '.join(names)}")
+    return f"{prefix}{name}"
 
 
 def status_name(value: task_run_service_pb2.SetStateStatus.ValueType) -> str:
