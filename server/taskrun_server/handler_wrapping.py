@@ -58,3 +58,35 @@ def rewrap(
             bidi(cast(BidiBehaviour, handler.stream_stream)), **codecs
         )
     return handler
+
+
+class WrappedHandlers:
+    """Each method's wrapped handler, built on its first call and reused while the handler it
+    wraps is the same object.
+
+    Wrapping builds new closures, a new handler and (for metrics) label lookups: about a tenth
+    of a small call's CPU when done on every call. The handler an interceptor receives is the
+    same object call after call (the servicer's, or the inner interceptor's memo), except when
+    an inner interceptor answers this call differently (an authentication refusal): that handler
+    is not the remembered one, so it is wrapped afresh and replaces the memo. One entry per
+    method that exists: unknown methods reach the interceptor as None and are never kept.
+    """
+
+    def __init__(
+        self,
+        wrap: Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]],
+    ) -> None:
+        self._wrap = wrap
+        self._by_method: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
+    def get(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        kept = self._by_method.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        wrapped = self._wrap(method, handler)
+        self._by_method[method] = (handler, wrapped)
+        return wrapped

@@ -26,6 +26,7 @@ from taskrun_server.handler_wrapping import (
     Continuation,
     StreamBehaviour,
     UnaryBehaviour,
+    WrappedHandlers,
     rewrap,
 )
 
@@ -48,6 +49,9 @@ class Admission(grpc.aio.ServerInterceptor):
         self._streams = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._wrapped = WrappedHandlers(
+            lambda _method, handler: rewrap(handler, self._unary, self._stream)
+        )
 
     def close(self) -> None:
         """From now on, refuse every new call UNAVAILABLE."""
@@ -67,7 +71,7 @@ class Admission(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(ALWAYS_ADMITTED):
             return handler
-        return rewrap(handler, self._unary, self._stream)
+        return self._wrapped.get(handler_call_details.method, handler)
 
     async def _refuse(self, context: grpc.aio.ServicerContext[Any, Any], what: str) -> None:
         if self._closed:

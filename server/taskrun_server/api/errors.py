@@ -36,6 +36,7 @@ from taskrun_server.handler_wrapping import (
     Continuation,
     StreamBehaviour,
     UnaryBehaviour,
+    WrappedHandlers,
     rewrap,
 )
 
@@ -221,10 +222,17 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions raised by any unary or server-streaming handler to statuses, and
     requests that do not parse, on any method, to INVALID_ARGUMENT."""
 
+    def __init__(self) -> None:
+        self._wrapped = WrappedHandlers(
+            lambda _method, handler: rewrap(
+                handler, _wrap_unary, _wrap_stream, deserializer=_tolerant, bidi=_wrap_bidi
+            )
+        )
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return rewrap(handler, _wrap_unary, _wrap_stream, deserializer=_tolerant, bidi=_wrap_bidi)
+        return self._wrapped.get(handler_call_details.method, handler)

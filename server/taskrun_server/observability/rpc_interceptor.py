@@ -19,6 +19,7 @@ from taskrun_server.handler_wrapping import (
     Continuation,
     StreamBehaviour,
     UnaryBehaviour,
+    WrappedHandlers,
     rewrap,
 )
 from taskrun_server.observability.metrics import ServerMetrics
@@ -67,6 +68,13 @@ class RpcObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: ServerMetrics, access_log_enabled: bool = True) -> None:
         self._metrics = metrics
         self._log = access_log_enabled
+        self._wrapped = WrappedHandlers(
+            lambda method, handler: rewrap(
+                handler,
+                lambda behaviour: self._unary(method, behaviour),
+                lambda behaviour: self._stream(method, behaviour),
+            )
+        )
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -74,12 +82,7 @@ class RpcObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        return rewrap(
-            handler,
-            lambda behaviour: self._unary(method, behaviour),
-            lambda behaviour: self._stream(method, behaviour),
-        )
+        return self._wrapped.get(handler_call_details.method, handler)
 
     def _unary(self, method: str, behaviour: UnaryBehaviour) -> UnaryBehaviour:
         labels = _labels("unary", method)
