@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 from sqlalchemy import Label, RowMapping
 
@@ -18,12 +19,15 @@ from taskrun_server.domain.task_runs import (
 
 STATE_PREFIX = "state__"
 
+Row: TypeAlias = RowMapping | Mapping[str, Any]
+"""A row by column name: as SQLAlchemy returns it, or as a dict from a driver statement."""
+
 state_columns_labelled: list[Label[Any]] = [
     col.label(f"{STATE_PREFIX}{col.name}") for col in task_run_state.c
 ]
 
 
-def _optional(row: RowMapping, key: str) -> Any:
+def _optional(row: Row, key: str) -> Any:
     """A column a query may leave out (list reads skip the bulky ones). Not `row.get`: on a
     missing key SQLAlchemy raises and catches inside, which cost more than the row itself."""
     return row[key] if key in row else None  # noqa: SIM401
@@ -43,7 +47,7 @@ def state_values(state: State) -> dict[str, Any]:
     }
 
 
-def state_from_row(row: RowMapping, prefix: str = "") -> State:
+def state_from_row(row: Row, prefix: str = "") -> State:
     """A state; its data is None when the query left the column out."""
     return State(
         id=row[f"{prefix}id"],
@@ -74,7 +78,7 @@ RUN_COLUMNS = tuple(str(c.name) for c in task_run.c)  # exact str: orjson refuse
 _RUN_FIELDS = tuple((StoredTaskRun._fields.index(name), name) for name in RUN_COLUMNS)
 
 
-def _lease_from_row(row: RowMapping) -> RunLease | None:
+def _lease_from_row(row: Row) -> RunLease | None:
     lease_id = row["lease_id"]
     if lease_id is None:
         return None
@@ -86,7 +90,7 @@ def _lease_from_row(row: RowMapping) -> RunLease | None:
     )
 
 
-def task_run_from_row(row: RowMapping) -> TaskRun:
+def task_run_from_row(row: Row) -> TaskRun:
     """A TaskRun from a row of task_run columns plus the labelled columns of its state."""
     joined = _STATE_ID in row and row[_STATE_ID] is not None  # some reads leave it out
     state = state_from_row(row, STATE_PREFIX) if joined else None

@@ -35,6 +35,7 @@ from taskrun_server.database.tables import log, task_run, task_run_state
 from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.states import State, StateType
 from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
+from taskrun_server.repository.driver_statements import DriverStatement
 from taskrun_server.repository.filters import task_run_order_by, task_run_where
 from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.rows import (
@@ -100,7 +101,7 @@ def _build_insert_run_with_state() -> Select[int]:
     return select(func.count()).select_from(new_state)
 
 
-_INSERT_RUN_WITH_STATE = _build_insert_run_with_state()
+_INSERT_RUN_WITH_STATE = DriverStatement(_build_insert_run_with_state())
 
 
 async def insert_task_run(conn: AsyncConnection, run: TaskRun, first_state: State) -> bool:
@@ -114,8 +115,7 @@ async def insert_task_run(conn: AsyncConnection, run: TaskRun, first_state: Stat
     """
     params = {f"run_{k}": v for k, v in task_run_values(run).items()}
     params |= {f"state_{k}": v for k, v in state_values(first_state).items()}
-    inserted = await conn.execute(_INSERT_RUN_WITH_STATE, params)
-    return bool(inserted.scalar_one())
+    return bool(await _INSERT_RUN_WITH_STATE.scalar(conn, params))
 
 
 def _build_insert_many(table: Table, conflict: str) -> TextClause:
@@ -235,14 +235,14 @@ _MUTABLE = (
 """The run columns orchestration changes; everything else is fixed at creation or by rename
 (or, for delivery_count, by a delivery)."""
 
-_STORE_TRANSITION = _build_store_transition()
+_STORE_TRANSITION = DriverStatement(_build_store_transition())
 
 
 async def store_transition(conn: AsyncConnection, run: TaskRun, state: State) -> None:
     """Write a state and the run's bookkeeping as one statement (one round trip)."""
     params = {f"run_{name}": value for name, value in _mutable_values(run).items()}
     params |= {f"state_{k}": v for k, v in state_values(state).items()}
-    await conn.execute(_STORE_TRANSITION, params)
+    await _STORE_TRANSITION.execute(conn, params)
 
 
 def _build_store_transitions() -> TextClause:
@@ -303,7 +303,7 @@ def _locking(*, skip_locked: bool) -> Select[tuple[object, ...]]:
     )
 
 
-_LOCK_TASK_RUNS = {skip: _locking(skip_locked=skip) for skip in (False, True)}
+_LOCK_TASK_RUNS = {skip: DriverStatement(_locking(skip_locked=skip)) for skip in (False, True)}
 _CURRENT_STATES = (
     select(task_run_state)
     .join(task_run, task_run.c.state_id == task_run_state.c.id)
@@ -318,7 +318,7 @@ async def lock_task_runs(
     Runs that do not exist (or, with `skip_locked`, that another transaction holds) are absent.
     Locked in id order, so two transactions locking overlapping sets cannot deadlock."""
     ids = sorted(set(task_run_ids))
-    rows = (await conn.execute(_LOCK_TASK_RUNS[skip_locked], {"ids": ids})).mappings()
+    rows = await _LOCK_TASK_RUNS[skip_locked].rows(conn, {"ids": ids})
     runs = {run.id: run for run in (task_run_from_row(row) for row in rows)}
     unseen = [run.id for run in runs.values() if run.state_id is not None and run.state is None]
     if unseen:  # we waited for a locker that stored a state our snapshot predates
@@ -328,11 +328,15 @@ async def lock_task_runs(
     return runs
 
 
+_READ_TASK_RUN = DriverStatement(
+    select_task_runs().where(task_run.c.id == bindparam("id", type_=task_run.c.id.type))
+)
+
+
 async def read_task_run(conn: AsyncConnection, task_run_id: uuid.UUID) -> TaskRun | None:
     """One run with its current state."""
-    stmt = select_task_runs().where(task_run.c.id == task_run_id)
-    row = (await conn.execute(stmt)).mappings().one_or_none()
-    return task_run_from_row(row) if row is not None else None
+    rows = await _READ_TASK_RUN.rows(conn, {"id": task_run_id})
+    return task_run_from_row(rows[0]) if rows else None
 
 
 async def read_task_run_by_key(

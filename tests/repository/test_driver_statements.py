@@ -1,0 +1,111 @@
+"""Driver statements: run by psycopg alone, yet answering as SQLAlchemy did, against Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from taskrun_server.api.errors import status_for
+from taskrun_server.database.engine import create_engine
+from taskrun_server.database.tables import flow, task_run_state
+from taskrun_server.domain.states import StateType
+from taskrun_server.repository.driver_statements import DriverStatement
+from taskrun_server.settings import Settings
+
+_FLOW_NAMED = DriverStatement(
+    select(flow.c.id, flow.c.name).where(flow.c.name == bindparam("name", type_=flow.c.name.type))
+)
+_NEW_FLOW = DriverStatement(
+    insert(flow).values(
+        id=bindparam("id", type_=flow.c.id.type),
+        name=bindparam("name", type_=flow.c.name.type),
+        created=func.now(),
+        updated=func.now(),
+    )
+)
+_STATE_TYPE_AND_JSON = DriverStatement(
+    select(
+        bindparam("type", type_=task_run_state.c.type.type).label("type"),
+        bindparam("details", type_=task_run_state.c.state_details.type).label("details"),
+        bindparam("data", type_=task_run_state.c.data.type).is_(None).label("data_is_sql_null"),
+    )
+)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, Settings(database_url=database_url))
+    yield engine
+    await engine.dispose()
+
+
+async def test_state_types_go_by_value_and_come_back_as_state_types(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        (row,) = await _STATE_TYPE_AND_JSON.rows(
+            conn, {"type": StateType.CANCELLING, "details": {"a": [1, None]}, "data": None}
+        )
+    assert row["type"] is StateType.CANCELLING
+    assert row["details"] == {"a": [1, None]}
+
+
+async def test_a_json_none_is_stored_as_json_null_as_sqlalchemy_stores_it(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as conn:
+        (row,) = await _STATE_TYPE_AND_JSON.rows(
+            conn, {"type": StateType.PENDING, "details": {}, "data": None}
+        )
+    assert row["data_is_sql_null"] is False
+
+
+async def test_a_statement_runs_inside_the_callers_transaction(engine: AsyncEngine) -> None:
+    name = f"rolled-back-{uuid.uuid4().hex[:8]}"
+    async with engine.connect() as conn:
+        await _NEW_FLOW.execute(conn, {"id": uuid.uuid4(), "name": name})
+        assert len(await _FLOW_NAMED.rows(conn, {"name": name})) == 1
+        await conn.rollback()
+        assert await _FLOW_NAMED.rows(conn, {"name": name}) == []
+
+
+async def test_a_statements_work_is_kept_by_the_connections_commit(engine: AsyncEngine) -> None:
+    name = f"committed-{uuid.uuid4().hex[:8]}"
+    async with engine.connect() as conn:
+        await _NEW_FLOW.execute(conn, {"id": uuid.uuid4(), "name": name})
+        await conn.commit()
+    async with engine.connect() as conn:
+        assert len(await _FLOW_NAMED.rows(conn, {"name": name})) == 1
+
+
+async def test_a_constraint_violation_is_sqlalchemys_integrity_error(engine: AsyncEngine) -> None:
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        await _NEW_FLOW.execute(conn, {"id": uuid.uuid4(), "name": name})
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await _NEW_FLOW.execute(conn, {"id": uuid.uuid4(), "name": name})
+    async with engine.connect() as conn:
+        assert len(await _FLOW_NAMED.rows(conn, {"name": name})) == 1
+
+
+async def test_a_lost_connection_is_invalidated_and_answered_unavailable(
+    engine: AsyncEngine,
+) -> None:
+    """The backend dies under a statement: the caller gets the error the API answers
+    UNAVAILABLE (a status clients retry), and the next call gets a working connection."""
+    async with engine.connect() as victim:
+        pid = (await victim.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await victim.commit()
+        async with engine.connect() as killer:
+            await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await killer.commit()
+        with pytest.raises(DBAPIError) as raised:
+            await _FLOW_NAMED.rows(victim, {"name": "anything"})
+    assert raised.value.connection_invalidated
+    assert status_for(raised.value).code.name == "UNAVAILABLE"
+    async with engine.connect() as conn:
+        assert await _FLOW_NAMED.rows(conn, {"name": f"none-{uuid.uuid4().hex}"}) == []
