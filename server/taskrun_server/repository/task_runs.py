@@ -130,10 +130,12 @@ def _build_insert_many(table: Table, conflict: str) -> TextClause:
     )
 
 
-_INSERT_RUNS = _build_insert_many(
-    task_run, f"ON CONFLICT ({', '.join(IDEMPOTENCY_KEY)}) DO NOTHING RETURNING id"
+_INSERT_RUNS = DriverStatement(
+    _build_insert_many(
+        task_run, f"ON CONFLICT ({', '.join(IDEMPOTENCY_KEY)}) DO NOTHING RETURNING id"
+    )
 )
-_INSERT_STATES = _build_insert_many(task_run_state, "")
+_INSERT_STATES = DriverStatement(_build_insert_many(task_run_state, ""))
 
 
 def _json_value(value: object) -> object:
@@ -158,10 +160,10 @@ async def insert_task_runs(
     if not runs:
         return set()
     rows = _json_rows([stored_values(run) for run, _ in runs])
-    ids = {row[0] for row in await conn.execute(_INSERT_RUNS, {"rows": rows})}
+    ids = {row["id"] for row in await _INSERT_RUNS.rows(conn, {"rows": rows})}
     states = [state_values(state) for run, state in runs if run.id in ids]
     if states:
-        await conn.execute(_INSERT_STATES, {"rows": _json_rows(states)})
+        await _INSERT_STATES.execute(conn, {"rows": _json_rows(states)})
     return ids
 
 
@@ -260,7 +262,7 @@ def _build_store_transitions() -> TextClause:
     )
 
 
-_STORE_TRANSITIONS = _build_store_transitions()
+_STORE_TRANSITIONS = DriverStatement(_build_store_transitions())
 
 
 async def store_transitions(conn: AsyncConnection, stored: Sequence[tuple[TaskRun, State]]) -> None:
@@ -271,7 +273,7 @@ async def store_transitions(conn: AsyncConnection, stored: Sequence[tuple[TaskRu
         return
     runs = [_mutable_values(run) for run, _ in stored]
     states = [state_values(state) for _, state in stored]
-    await conn.execute(_STORE_TRANSITIONS, {"states": _json_rows(states), "runs": _json_rows(runs)})
+    await _STORE_TRANSITIONS.execute(conn, {"states": _json_rows(states), "runs": _json_rows(runs)})
 
 
 def _mutable_values(run: TaskRun) -> dict[str, object]:
