@@ -6,14 +6,15 @@ for the statement that locks a run and returns its 40 columns: a sixth of a stat
 measured in process. The round trip itself costs about 0.15 ms.
 
 What stays the same: the statement is written once with SQLAlchemy Core and compiled once with
-the connection's dialect, so Postgres receives the text SQLAlchemy would send; it runs on the
+the connection's dialect, so Postgres receives the text SQLAlchemy would send. It runs on the
 same pooled connection, inside the caller's transaction (begun as SQLAlchemy would begin it, so
-that commit and rollback apply), or in autocommit mode. Values cross with
-psycopg's adapters, which this engine's connections configure to encode and decode JSON with
-orjson; the conversions SQLAlchemy's column types made are made here: JSON parameters are sent
-as jsonb (None as JSON null, as SQLAlchemy's JSONB type sends it), state types are sent by value
-and read back as StateType. Database errors surface as the SQLAlchemy exceptions the rest of the
-server maps to statuses, and a connection lost mid-statement is invalidated, not pooled again.
+that its commit and rollback apply) or in autocommit mode. Values cross with psycopg's adapters,
+which this engine's connections configure to encode and decode JSON with orjson; the
+conversions SQLAlchemy's column types made are made here: JSON parameters are sent as jsonb
+(None as JSON null, as SQLAlchemy's JSONB type sends it), and enums (state types) are sent by
+value and read back as members. Database errors surface as the SQLAlchemy exceptions the rest
+of the server maps to statuses, and a connection lost mid-statement is invalidated, not pooled
+again.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import JSON
 
-from taskrun_server.domain.states import StateType
-
 
 class DriverStatement:
     """A Core statement compiled on first use, then executed by psycopg alone."""
@@ -43,7 +42,7 @@ class DriverStatement:
         self._statement = statement
         self._sql: str | None = None
         self._json_params: frozenset[str] = frozenset()
-        self._enum_columns: tuple[str, ...] = ()
+        self._enum_columns: tuple[tuple[str, type[Enum]], ...] = ()
 
     def _compile(self, conn: AsyncConnection) -> str:
         assert isinstance(self._statement, ClauseElement)
@@ -53,7 +52,9 @@ class DriverStatement:
         self._json_params = frozenset(b.key for b in binds if isinstance(b.type, JSON))
         exported = getattr(self._statement, "exported_columns", ())
         self._enum_columns = tuple(
-            c.name for c in exported if isinstance(c.type, EnumType) and c.type.enum_class
+            (c.name, c.type.enum_class)
+            for c in exported
+            if isinstance(c.type, EnumType) and c.type.enum_class is not None
         )
         self._sql = str(compiled)
         return self._sql
@@ -67,14 +68,14 @@ class DriverStatement:
         }
 
     async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Every row, as a dict by column name, state types as StateType."""
+        """Every row, as a dict by column name; enum columns (state types) as their enum."""
         cursor = await self._execute(conn, params)
         rows = await cursor.fetchall()
-        for column in self._enum_columns:
+        for column, enum_class in self._enum_columns:
             for row in rows:
                 value = row[column]
                 if value is not None:
-                    row[column] = StateType(value)
+                    row[column] = enum_class(value)
         return rows
 
     async def scalar(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
