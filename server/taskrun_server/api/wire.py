@@ -34,11 +34,9 @@ def has(message: Message, field: str) -> bool:
 
 
 def timestamp_to_proto(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    """A Timestamp, from the same arithmetic as `time_fields` (a third of FromDatetime's cost)."""
+    fields = time_fields(value)
+    return None if fields is None else Timestamp(**fields)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

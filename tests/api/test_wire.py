@@ -1,0 +1,31 @@
+"""Timestamps on the wire: the encoders' own arithmetic agrees with protobuf's FromDatetime."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from taskrun_server.api.wire import timestamp_to_proto
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 1, 18, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 12, 1, 18, 30, 5, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 12, 1, 18, 30, 5, 1),  # naive: read as UTC, as FromDatetime reads it
+        datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),  # before the epoch
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_a_timestamp_is_what_protobuf_makes_of_the_datetime(value: datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(value)
+    assert timestamp_to_proto(value) == expected
+
+
+def test_no_datetime_is_no_timestamp() -> None:
+    assert timestamp_to_proto(None) is None
