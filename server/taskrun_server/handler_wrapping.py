@@ -65,11 +65,12 @@ class WrappedHandlers:
     wraps is the same object.
 
     Wrapping builds new closures, a new handler and (for metrics) label lookups: done on every
-    call, about a tenth of the event loop's busy time in a profile of lone creates. The handler an interceptor receives is the
-    same object call after call (the servicer's, or the inner interceptor's memo), except when
-    an inner interceptor answers this call differently (an authentication refusal): that handler
-    is not the remembered one, so it is wrapped afresh and replaces the memo. One entry per
-    method that exists: unknown methods reach the interceptor as None and are never kept.
+    call, about a tenth of the event loop's busy time in a profile of lone creates. The handler
+    an interceptor receives is the same object call after call (the servicer's, or the inner
+    interceptor's memo), except when an inner interceptor answers this call differently (an
+    authentication refusal): that handler is not the remembered one, so it is wrapped afresh
+    and replaces the memo. One entry per method that exists: unknown methods reach the
+    interceptor as None and are never kept.
     """
 
     def __init__(
