@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import Integer, bindparam, func, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +51,24 @@ async def test_state_types_go_by_value_and_come_back_as_state_types(engine: Asyn
         )
     assert row["type"] is StateType.CANCELLING
     assert row["details"] == {"a": [1, None]}
+
+
+async def test_values_built_into_the_statement_are_sent_with_it(engine: AsyncEngine) -> None:
+    """`column == StateType.SCHEDULED` and literals are binds SQLAlchemy fills itself."""
+    statement = DriverStatement(
+        select(
+            literal(7, Integer).label("seven"),
+            (task_run_state.c.type == StateType.SCHEDULED).label("scheduled"),
+        )
+        .select_from(task_run_state)
+        .where(task_run_state.c.id == bindparam("id", type_=task_run_state.c.id.type))
+    )
+    async with engine.connect() as conn:
+        assert await statement.rows(conn, {"id": uuid.uuid4()}) == []
+        (row,) = await DriverStatement(
+            select(literal(7, Integer).label("seven"), literal(StateType.RUNNING).label("t"))
+        ).rows(conn, {})
+    assert row == {"seven": 7, "t": "RUNNING"}
 
 
 async def test_a_json_none_is_stored_as_json_null_as_sqlalchemy_stores_it(

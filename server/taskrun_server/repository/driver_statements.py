@@ -42,6 +42,7 @@ class DriverStatement:
         self._statement = statement
         self._sql: str | None = None
         self._json_params: frozenset[str] = frozenset()
+        self._built_in: dict[str, Any] = {}
         self._enum_columns: tuple[tuple[str, type[Enum]], ...] = ()
 
     def _compile(self, conn: AsyncConnection) -> str:
@@ -49,7 +50,11 @@ class DriverStatement:
         compiled = self._statement.compile(dialect=conn.dialect)
         assert isinstance(compiled, SQLCompiler)
         binds = compiled.binds.values()
-        self._json_params = frozenset(b.key for b in binds if isinstance(b.type, JSON))
+        named = compiled.bind_names  # a bind's name in the SQL text (anonymous ones numbered)
+        self._json_params = frozenset(named[b] for b in binds if isinstance(b.type, JSON))
+        # Values built into the statement (a literal, `column == StateType.SCHEDULED`) are
+        # parameters too: SQLAlchemy sends them with every execution, and so must this.
+        self._built_in = {named[b]: b.effective_value for b in binds if not b.required}
         exported = getattr(self._statement, "exported_columns", ())
         self._enum_columns = tuple(
             (c.name, c.type.enum_class)
@@ -100,7 +105,7 @@ class DriverStatement:
         driver = (await conn.get_raw_connection()).driver_connection
         assert isinstance(driver, psycopg.AsyncConnection)
         cursor = driver.cursor(row_factory=dict_row)
-        values = self._parameters(params)
+        values = self._parameters({**self._built_in, **params} if self._built_in else params)
         try:
             await cursor.execute(sql, values)
         except psycopg.Error as error:
