@@ -1,13 +1,15 @@
-"""Timestamps on the wire: the encoders' own arithmetic agrees with protobuf's FromDatetime."""
+"""Timestamps and durations on the wire: the encoders' own arithmetic agrees with protobuf's
+FromDatetime and FromTimedelta."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from taskrun_server.api.wire import timestamp_to_proto
+from taskrun_server.api.wire import duration_to_proto, timestamp_to_proto
 
 
 @pytest.mark.parametrize(
@@ -29,3 +31,20 @@ def test_a_timestamp_is_what_protobuf_makes_of_the_datetime(value: datetime) -> 
 
 def test_no_datetime_is_no_timestamp() -> None:
     assert timestamp_to_proto(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        timedelta(seconds=90, microseconds=250),
+        timedelta(0),
+        timedelta(microseconds=-1),
+        timedelta(seconds=-1, microseconds=300),  # -0.9997 s: both parts negative
+        timedelta(days=-2, hours=5),
+        timedelta(days=10_000, microseconds=999_999),
+    ],
+)
+def test_a_duration_is_what_protobuf_makes_of_the_timedelta(value: timedelta) -> None:
+    expected = Duration()
+    expected.FromTimedelta(value)
+    assert duration_to_proto(value) == expected

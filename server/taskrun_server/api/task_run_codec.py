@@ -504,11 +504,10 @@ def heartbeat_to_proto(heartbeat: Heartbeat) -> task_run_service_pb2.HeartbeatTa
         next_heartbeat=duration_to_proto(heartbeat.next_heartbeat)
     )
     for result in heartbeat.results:
-        item = response.results.add(
+        response.results.add(
             task_run_id=str(result.task_run_id),
             status=_LEASE_STATUS_TO_PROTO[result.status],
             state_type=state_type_to_proto(result.state_type),
+            lease_expires=time_fields(result.lease_expires),
         )
-        if result.lease_expires is not None:
-            item.lease_expires.FromDatetime(result.lease_expires)
     return response

@@ -83,9 +83,8 @@ def parse_optional_timestamp(message: Message, field: str, path: str) -> datetim
 
 
 def duration_to_proto(value: timedelta) -> Duration:
-    d = Duration()
-    d.FromTimedelta(value)
-    return d
+    """A Duration, from the same arithmetic as `duration_fields`."""
+    return Duration(**duration_fields(value))
 
 
 def parse_duration(value: Duration, field: str) -> timedelta:
