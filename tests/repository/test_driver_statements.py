@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import pytest
-from sqlalchemy import Integer, bindparam, func, insert, literal, select, text
+from sqlalchemy import Integer, Text, bindparam, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -69,6 +71,50 @@ async def test_values_built_into_the_statement_are_sent_with_it(engine: AsyncEng
             select(literal(7, Integer).label("seven"), literal(StateType.RUNNING).label("t"))
         ).rows(conn, {})
     assert row == {"seven": 7, "t": "RUNNING"}
+
+
+async def test_an_in_list_is_sent_value_by_value_and_a_placeholder_is_replaced(
+    engine: AsyncEngine,
+) -> None:
+    """`column.in_(values)` expands as SQLAlchemy expands it at execution; a parameter given a
+    placeholder value when the statement was built takes the caller's value."""
+    chosen = [StateType.RUNNING, StateType.CANCELLING]
+    types = select(
+        func.unnest(literal([t.value for t in StateType], ARRAY(Text))).label("t")
+    ).subquery()
+    statement = DriverStatement(
+        select(types.c.t)
+        .where(types.c.t.in_([t.value for t in chosen]))
+        .order_by(types.c.t)
+        .limit(bindparam("limit", 0, type_=Integer))
+    )
+    async with engine.connect() as conn:
+        assert [row["t"] for row in await statement.rows(conn, {"limit": 5})] == sorted(
+            t.value for t in chosen
+        )
+        assert await statement.rows(conn, {"limit": 1}) == [{"t": min(t.value for t in chosen)}]
+
+
+class _Typed(NamedTuple):
+    seven: int
+    type: StateType | None
+
+
+async def test_records_are_made_from_values_in_column_order_with_enums_as_enums(
+    engine: AsyncEngine,
+) -> None:
+    statement = DriverStatement(
+        select(
+            literal(7, Integer).label("seven"),
+            bindparam("type", type_=task_run_state.c.type.type).label("type"),
+        )
+    )
+    async with engine.connect() as conn:
+        (typed,) = await statement.records(conn, {"type": StateType.PAUSED}, _Typed._make)
+        (untyped,) = await statement.records(conn, {"type": None}, _Typed._make)
+    assert typed == _Typed(7, StateType.PAUSED)
+    assert typed.type is StateType.PAUSED
+    assert untyped == _Typed(7, None)
 
 
 async def test_a_json_none_is_stored_as_json_null_as_sqlalchemy_stores_it(

@@ -19,12 +19,12 @@ again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import RowFactory, dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Enum as EnumType
 from sqlalchemy import Executable
@@ -34,9 +34,16 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import JSON
 
+Record = TypeVar("Record")
+
 
 class DriverStatement:
-    """A Core statement compiled on first use, then executed by psycopg alone."""
+    """A Core statement compiled on first use, then executed by psycopg alone.
+
+    A statement with IN lists (`column.in_(values)`) is compiled with each list's values as
+    parameters of their own, as SQLAlchemy expands them at execution; such a statement must
+    give every other parameter a value when it is built (`bindparam(name, value)`), which the
+    caller's parameters then replace."""
 
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
@@ -44,6 +51,7 @@ class DriverStatement:
         self._json_params: frozenset[str] = frozenset()
         self._built_in: dict[str, Any] = {}
         self._enum_columns: tuple[tuple[str, type[Enum]], ...] = ()
+        self._enum_positions: tuple[tuple[int, type[Enum]], ...] = ()
 
     def _compile(self, conn: AsyncConnection) -> str:
         assert isinstance(self._statement, ClauseElement)
@@ -55,12 +63,20 @@ class DriverStatement:
         # Values built into the statement (a literal, `column == StateType.SCHEDULED`) are
         # parameters too: SQLAlchemy sends them with every execution, and so must this.
         self._built_in = {named[b]: b.effective_value for b in binds if not b.required}
-        exported = getattr(self._statement, "exported_columns", ())
-        self._enum_columns = tuple(
-            (c.name, c.type.enum_class)
-            for c in exported
+        if any(b.expanding for b in binds):
+            compiled = self._statement.compile(
+                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            assert isinstance(compiled, SQLCompiler)
+            self._built_in = dict(compiled.params)  # each list's values under their own names
+        exported = list(getattr(self._statement, "exported_columns", ()))
+        enums = [
+            (i, c.name, c.type.enum_class)
+            for i, c in enumerate(exported)
             if isinstance(c.type, EnumType) and c.type.enum_class is not None
-        )
+        ]
+        self._enum_columns = tuple((name, enum_class) for _, name, enum_class in enums)
+        self._enum_positions = tuple((i, enum_class) for i, _, enum_class in enums)
         self._sql = str(compiled)
         return self._sql
 
@@ -83,6 +99,28 @@ class DriverStatement:
                     row[column] = enum_class(value)
         return rows
 
+    async def records(
+        self,
+        conn: AsyncConnection,
+        params: Mapping[str, Any],
+        record: Callable[[Sequence[Any]], Record],
+    ) -> list[Record]:
+        """Every row, made by `record` from its values in column order (a NamedTuple's
+        `_make`): no dict per row. Enum columns (state types) are given as their enum."""
+        cursor = await self._execute(conn, params, tuple_row)
+        rows = await cursor.fetchall()
+        if not self._enum_positions:
+            return [record(row) for row in rows]
+        records = []
+        for row in rows:
+            values = list(row)
+            for position, enum_class in self._enum_positions:
+                value = values[position]
+                if value is not None:
+                    values[position] = enum_class(value)
+            records.append(record(values))
+        return records
+
     async def scalar(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row the statement returns."""
         cursor = await self._execute(conn, params)
@@ -95,8 +133,11 @@ class DriverStatement:
         await self._execute(conn, params)
 
     async def _execute(
-        self, conn: AsyncConnection, params: Mapping[str, Any]
-    ) -> psycopg.AsyncCursor[dict[str, Any]]:
+        self,
+        conn: AsyncConnection,
+        params: Mapping[str, Any],
+        row_factory: RowFactory[Any] = dict_row,
+    ) -> psycopg.AsyncCursor[Any]:
         sql = self._sql or self._compile(conn)
         if not conn.in_transaction():
             # What SQLAlchemy's autobegin does on its first statement: without it, psycopg
@@ -104,7 +145,7 @@ class DriverStatement:
             await conn.begin()
         driver = (await conn.get_raw_connection()).driver_connection
         assert isinstance(driver, psycopg.AsyncConnection)
-        cursor = driver.cursor(row_factory=dict_row)
+        cursor = driver.cursor(row_factory=row_factory)
         values = self._parameters({**self._built_in, **params} if self._built_in else params)
         try:
             await cursor.execute(sql, values)
