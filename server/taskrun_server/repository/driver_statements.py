@@ -41,9 +41,7 @@ class DriverStatement:
     """A Core statement compiled on first use, then executed by psycopg alone.
 
     A statement with IN lists (`column.in_(values)`) is compiled with each list's values as
-    parameters of their own, as SQLAlchemy expands them at execution; such a statement must
-    give every other parameter a value when it is built (`bindparam(name, value)`), which the
-    caller's parameters then replace."""
+    parameters of their own, as SQLAlchemy expands them at execution."""
 
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
@@ -63,12 +61,17 @@ class DriverStatement:
         # Values built into the statement (a literal, `column == StateType.SCHEDULED`) are
         # parameters too: SQLAlchemy sends them with every execution, and so must this.
         self._built_in = {named[b]: b.effective_value for b in binds if not b.required}
+        sql = str(compiled)
         if any(b.expanding for b in binds):
-            compiled = self._statement.compile(
-                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            assert isinstance(compiled, SQLCompiler)
-            self._built_in = dict(compiled.params)  # each list's values under their own names
+            # Each list's values become parameters of their own, as SQLAlchemy expands them at
+            # execution; the caller's parameters are left for each execution to give.
+            required = {named[b]: None for b in binds if b.required}
+            assert not any(b.expanding and b.required for b in binds), "lists are built in"
+            expanded = compiled.construct_expanded_state(required)
+            sql = expanded.statement
+            self._built_in = {
+                name: value for name, value in expanded.parameters.items() if name not in required
+            }
         exported = list(getattr(self._statement, "exported_columns", ()))
         enums = [
             (i, c.name, c.type.enum_class)
@@ -77,8 +80,8 @@ class DriverStatement:
         ]
         self._enum_columns = tuple((name, enum_class) for _, name, enum_class in enums)
         self._enum_positions = tuple((i, enum_class) for i, _, enum_class in enums)
-        self._sql = str(compiled)
-        return self._sql
+        self._sql = sql
+        return sql
 
     def _parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
         return {

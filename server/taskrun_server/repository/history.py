@@ -36,6 +36,7 @@ from taskrun_server.domain.history import (
     clamped_sum,
 )
 from taskrun_server.domain.states import TERMINAL_TYPES, StateType
+from taskrun_server.repository.driver_statements import DriverStatement
 from taskrun_server.repository.filters import tallied_criteria, task_run_where
 from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.tally import ceil_hour, epoch, floor_hour, tally_source
@@ -256,10 +257,13 @@ def _tallied(query: TaskRunQuery) -> bool:
     )
 
 
-def _statement(query: TaskRunQuery, shape: _Shape) -> Executable:
+def _statement(query: TaskRunQuery, shape: _Shape) -> DriverStatement:
     """The query's statement of this shape, built on first use and kept: everything that
-    changes between calls with the same query (the buckets, the time) is a parameter."""
-    return KEPT_STATEMENTS.get(("history", shape), query, lambda: _build(query, shape))
+    changes between calls with the same query (the buckets, the time) is a parameter. Run by
+    psycopg alone (see `driver_statements`)."""
+    return KEPT_STATEMENTS.get(
+        ("history", shape), query, lambda: DriverStatement(_build(query, shape))
+    )
 
 
 def _build(query: TaskRunQuery, shape: _Shape) -> Executable:
@@ -322,7 +326,7 @@ async def task_run_history(
         "due_bucket": due,
     }
     sums: dict[tuple[int, StateType, str], list[float]] = {}
-    for row in (await conn.execute(statement, params)).mappings():
+    for row in await statement.rows(conn, params):
         key = (row["i"], row["state_type"], row["state_name"])
         found = sums.setdefault(key, [0, 0.0, 0.0])
         found[0] += int(row["count_runs"])

@@ -388,8 +388,8 @@ def _reading(query: TaskRunQuery, sort: TaskRunSort, *, bulky: bool) -> DriverSt
             _SELECT_STORED[bulky]
             .where(*task_run_where(query))
             .order_by(*task_run_order_by(sort))
-            .limit(bindparam("limit", 0, type_=Integer))
-            .offset(bindparam("offset", 0, type_=Integer))
+            .limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer))
         )
 
     return KEPT_STATEMENTS.get(("read", sort, bulky), query, build)
@@ -431,9 +431,9 @@ class _CountPlan:
     """How one query is counted: its statement (over the tally, or over the runs when the
     tally cannot answer), and the runs at a window's partial hours, counted beside the tally's
     whole hours. Kept per query (`kept_statements`): building it was a quarter of a count's
-    server CPU."""
+    server CPU. Its statement is run by psycopg alone (`driver_statements`)."""
 
-    statement: Select[Any]
+    statement: DriverStatement
     edges: list[TaskRunQuery]
 
 
@@ -441,10 +441,10 @@ def _count_plan(query: TaskRunQuery, *, by_state: bool) -> _CountPlan:
     def build() -> _CountPlan:
         tallied = tallied_count(query)
         if tallied is None:
-            return _CountPlan(_runs_count_statement(query, by_state=by_state), [])
+            return _CountPlan(DriverStatement(_runs_count_statement(query, by_state=by_state)), [])
         if by_state:
-            return _CountPlan(counts_by_state_statement(tallied), tallied.edges)
-        return _CountPlan(count_statement(tallied), tallied.edges)
+            return _CountPlan(DriverStatement(counts_by_state_statement(tallied)), tallied.edges)
+        return _CountPlan(DriverStatement(count_statement(tallied)), tallied.edges)
 
     return KEPT_STATEMENTS.get(("count", by_state), query, build)
 
@@ -463,7 +463,7 @@ async def count_task_runs(conn: AsyncConnection, query: TaskRunQuery) -> int:
     """From the tally when the query filters on nothing but states and tags (a sum over a few
     thousand keys, however many runs); otherwise over the runs."""
     plan = _count_plan(query, by_state=False)
-    total = int((await conn.execute(plan.statement)).scalar_one())
+    total = int(await plan.statement.scalar(conn, {}))
     for edge in plan.edges:
         statement = _runs_count_statement(edge, by_state=False)
         total += int((await conn.execute(statement)).scalar_one())
@@ -476,13 +476,12 @@ async def count_task_runs_by_state(
     """How many runs match, per state type (types with none left out); from the tally when it
     can answer, as `count_task_runs`."""
     plan = _count_plan(query, by_state=True)
+    counted = list(await plan.statement.records(conn, {}, tuple))
+    for edge in plan.edges:
+        counted += await conn.execute(_runs_count_statement(edge, by_state=True))
     counts: dict[StateType, int] = {}
-    for statement in (
-        plan.statement,
-        *(_runs_count_statement(e, by_state=True) for e in plan.edges),
-    ):
-        for state_type, count in await conn.execute(statement):
-            counts[state_type] = counts.get(state_type, 0) + int(count)
+    for state_type, count in counted:
+        counts[StateType(state_type)] = counts.get(StateType(state_type), 0) + int(count)
     return {state_type: count for state_type, count in counts.items() if count}
 
 
