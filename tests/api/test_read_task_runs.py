@@ -378,3 +378,19 @@ async def test_an_id_prefix_finds_its_run_with_or_without_dashes(task_runs: Task
     await expect_status(
         task_runs.ReadTaskRuns(bad), grpc.StatusCode.INVALID_ARGUMENT, "task_runs.id.prefix"
     )
+
+
+async def test_labels_are_answered_present_whether_or_not_a_run_has_any(
+    task_runs: TaskRunStub,
+) -> None:
+    key = f"labels-{uuid.uuid4().hex[:8]}"
+    labelled = struct_pb2.Struct()
+    labelled.update({"team": "data", "tier": 2})
+    await create_run(task_runs, task_key=key, labels=labelled)
+    await create_run(task_runs, task_key=key)
+    read = await task_runs.ReadTaskRuns(
+        pb.ReadTaskRunsRequest(task_runs=f.TaskRunFilter(task_key=f.TaskKeyFilter(any=[key])))
+    )
+    labels = sorted((dict(r.labels) for r in read.task_runs), key=len)
+    assert labels == [{}, {"team": "data", "tier": 2}]
+    assert all(r.HasField("labels") for r in read.task_runs)

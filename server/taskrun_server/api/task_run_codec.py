@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from google.protobuf import struct_pb2
+
 from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2
 from taskrun_server.api.wire import (
     check_finite,
@@ -69,7 +71,7 @@ def _id(value: uuid.UUID | None) -> str | None:
 
 
 def _state_fields(
-    state_id: uuid.UUID,
+    state_id: str,
     state_type: StateType | None,
     name: str | None,
     timestamp: datetime | None,
@@ -79,7 +81,7 @@ def _state_fields(
     """A state without its data (a Value cannot be built from a dict, see `state_to_proto`),
     from its stored form: a state read alone and a run's current state share this encoder."""
     return {
-        "id": str(state_id),
+        "id": state_id,
         "type": state_type_to_proto(state_type),
         "name": name,
         "timestamp": time_fields(timestamp),
@@ -91,7 +93,7 @@ def _state_fields(
 def state_to_proto(state: State) -> state_pb2.State:
     msg = state_pb2.State(
         **_state_fields(
-            state.id,
+            str(state.id),
             state.type,
             state.name,
             state.timestamp,
@@ -104,6 +106,8 @@ def state_to_proto(state: State) -> state_pb2.State:
     return msg
 
 
+_NO_LABELS = struct_pb2.Struct()
+"""Copied into every run without labels; never changed."""
 _POLICY_FIELDS = frozenset(task_run_pb2.TaskRunPolicy.DESCRIPTOR.fields_by_name)
 _DETAIL_FIELDS = frozenset(state_pb2.StateDetails.DESCRIPTOR.fields_by_name)
 _DETAIL_TIMES = frozenset({"scheduled_time", "cache_expiration", "pause_timeout"})
@@ -140,9 +144,10 @@ def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskR
     computed at read time. Built from one dict of constructor arguments: upb fills the whole
     tree in C from it, where setting fields one message at a time cost several times more."""
     state: dict[str, Any] | None = None
-    if run.state_id is not None:
+    state_id = _id(run.state_id)  # once: the run and its state both name it
+    if state_id is not None:
         state = _state_fields(
-            run.state_id,
+            state_id,
             run.state_type,
             run.state_name,
             run.state_timestamp,
@@ -165,9 +170,11 @@ def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskR
             k: v for k, v in run.empirical_policy.items() if k in _POLICY_FIELDS and v is not None
         },
         "tags": run.tags,
-        "labels": run.labels,
+        # A run's labels are most often empty: a message is copied in C, a dict goes through
+        # Struct's Python-level update (about 1 us a run).
+        "labels": run.labels or _NO_LABELS,
         "task_inputs": _stored_inputs_fields(run.task_inputs),
-        "state_id": _id(run.state_id),
+        "state_id": state_id,
         "state_type": state_type_to_proto(run.state_type),
         "state_name": run.state_name,
         "run_count": run.run_count,
