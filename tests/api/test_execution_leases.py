@@ -312,3 +312,35 @@ async def test_oversized_parameters_and_bad_timeouts_are_refused_by_name(
         "leases[0].task_run_id",
     )
     assert (await task_runs.CountTaskRuns(pb.CountTaskRunsRequest())).count == 0
+
+
+async def test_heartbeats_and_batched_proposals_over_the_same_runs_never_deadlock(
+    task_runs: TaskRunStub,
+) -> None:
+    """A worker heartbeats its runs while it settles them in batches: both lock the same rows,
+    and both must lock them in one order (by id), or Postgres breaks the cycle by failing one
+    (deadlock detected, answered UNAVAILABLE). The heartbeat names the runs in the opposite
+    order to make the cycle likely."""
+    leases: dict[str, str] = {}
+    for _ in range(30):
+        run = await create_run(task_runs, empirical_policy=policy(heartbeat_timeout_seconds=60))
+        answer = await task_runs.SetTaskRunState(
+            pb.SetTaskRunStateRequest(task_run_id=run.id, state=state(T.STATE_TYPE_RUNNING))
+        )
+        leases[run.id] = answer.lease_id
+    ascending = sorted(leases, key=uuid.UUID)
+    proposals = pb.BatchSetTaskRunStatesRequest(
+        requests=[
+            pb.SetTaskRunStateRequest(
+                task_run_id=run_id, state=state(T.STATE_TYPE_RUNNING), lease_id=leases[run_id]
+            )
+            for run_id in ascending
+        ]
+    )
+    backwards = [(run_id, leases[run_id]) for run_id in reversed(ascending)]
+    for _ in range(40):
+        renewed, settled = await asyncio.gather(
+            heartbeat(task_runs, *backwards), task_runs.BatchSetTaskRunStates(proposals)
+        )
+        assert {r.status for r in renewed.results} == {pb.LEASE_STATUS_HELD}
+        assert len(settled.results) == len(ascending)

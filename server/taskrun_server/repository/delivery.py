@@ -181,10 +181,25 @@ async def due_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[str]:
 
 
 async def release(conn: AsyncConnection, owner: str) -> int:
-    """End every lease `owner` holds on runs still SCHEDULED, so others get them now."""
+    """End every lease `owner` holds on runs still SCHEDULED, so others get them now.
+
+    The runs are locked in id order first, as every statement that locks several runs locks
+    them: the subscriber may be settling the same runs in a batch as its stream ends."""
+    held = (
+        select(_c.id)
+        .where(_c.lease_owner == owner, _c.state_type == StateType.SCHEDULED)
+        .order_by(_c.id)
+        .with_for_update()
+        .cte("held")
+        .prefix_with("MATERIALIZED")
+    )
     stmt = (
         update(task_run)
-        .where(_c.lease_owner == owner, _c.state_type == StateType.SCHEDULED)
+        .where(
+            _c.id.in_(select(held.c.id)),
+            _c.lease_owner == owner,
+            _c.state_type == StateType.SCHEDULED,
+        )
         .values(lease_owner=None, lease_expires_at=None, lease_id=None, lease_renewed_at=None)
         .returning(_c.id)
     )

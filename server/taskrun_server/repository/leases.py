@@ -23,6 +23,12 @@ _RENEW = text(
     WITH asked AS (
         SELECT a.id, a.lease_id, a.ord
         FROM unnest(:ids, :lease_ids) WITH ORDINALITY AS a(id, lease_id, ord)
+    ), held AS MATERIALIZED (
+        SELECT t.id
+        FROM task_run AS t JOIN asked AS a ON t.id = a.id AND t.lease_id = a.lease_id
+        WHERE t.state_type IN ('SCHEDULED', 'PENDING', 'RUNNING', 'CANCELLING')
+        ORDER BY t.id
+        FOR UPDATE OF t
     ), renewed AS (
         UPDATE task_run AS t
         SET lease_renewed_at = now(), lease_expires_at = CASE
@@ -34,6 +40,7 @@ _RENEW = text(
         FROM asked AS a
         WHERE t.id = a.id AND t.lease_id = a.lease_id
           AND t.state_type IN ('SCHEDULED', 'PENDING', 'RUNNING', 'CANCELLING')
+          AND t.id IN (SELECT id FROM held)
         RETURNING t.id, t.lease_expires_at
     )
     SELECT a.id, t.state_type, r.id IS NOT NULL AS held, r.lease_expires_at,
@@ -72,7 +79,11 @@ async def renew(
 ) -> list[Renewal]:
     """Renew every (run, lease) pair whose lease the run still holds, in one statement: an
     unsettled delivery for another delivery lease, an executing run for its heartbeat timeout
-    (the policy's, else `default_heartbeat`; zero or None: it never lapses)."""
+    (the policy's, else `default_heartbeat`; zero or None: it never lapses).
+
+    The runs are locked in id order (`held`) before any is updated, as every statement that
+    locks several runs locks them: a worker's heartbeat and its batched proposals over the same
+    runs, each locking in its own order, had deadlocked (Postgres fails one after a second)."""
     rows = await conn.execute(
         _RENEW,
         {
