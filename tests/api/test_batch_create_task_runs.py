@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -110,3 +111,24 @@ async def test_more_than_a_thousand_items_are_refused(task_runs: TaskRunStub) ->
 
 async def test_an_empty_batch_creates_nothing(task_runs: TaskRunStub) -> None:
     assert await batch(task_runs) == []
+
+
+async def test_batches_of_the_same_keys_in_opposite_orders_never_deadlock(
+    task_runs: TaskRunStub,
+) -> None:
+    """Two calls inserting the same new keys wait for each other's rows on the key's unique
+    index: inserted in different orders, each would hold a key the other waits for, and
+    Postgres would fail one (deadlock detected). Runs go in in key order, so they cannot."""
+    for _ in range(10):
+        keys = [f"{uuid.uuid4().hex[:8]}-{i}" for i in range(200)]
+        forwards, backwards = (
+            pb.BatchCreateTaskRunsRequest(
+                requests=[pb.CreateTaskRunRequest(task_key="both", dynamic_key=k) for k in order]
+            )
+            for order in (keys, keys[::-1])
+        )
+        one, other = await asyncio.gather(
+            task_runs.BatchCreateTaskRuns(forwards), task_runs.BatchCreateTaskRuns(backwards)
+        )
+        ids = {r.task_run.id for r in one.responses} | {r.task_run.id for r in other.responses}
+        assert len(ids) == len(keys)  # each key's run, whichever call created it

@@ -151,16 +151,26 @@ def _json_rows(rows: list[dict[str, object]]) -> str:
     return orjson.dumps(rows, default=_json_value).decode()
 
 
+def _key_order(item: tuple[StoredTaskRun, State]) -> tuple[str, str, str]:
+    run = item[0]
+    return (str(run.flow_run_id or ""), run.task_key, run.dynamic_key)
+
+
 async def insert_task_runs(
     conn: AsyncConnection, runs: Sequence[tuple[StoredTaskRun, State]]
 ) -> set[uuid.UUID]:
     """Insert many runs with their first states (in the caller's transaction), skipping runs
     whose key is taken. Returns the ids that went in. Two statements however many runs; a key
-    repeated inside the batch goes in once, as the unique index arbitrates between the rows of
-    one statement too."""
+    repeated inside the batch goes in once (its first run), as the unique index arbitrates
+    between the rows of one statement too.
+
+    Rows go in in key order: two transactions inserting the same new keys wait for each other's
+    rows on the unique index, and in different orders each would hold a key the other waits
+    for (a deadlock, which Postgres breaks by failing one)."""
     if not runs:
         return set()
-    rows = _json_rows([stored_values(run) for run, _ in runs])
+    in_key_order = sorted(runs, key=_key_order)  # stable: a repeated key keeps its first run
+    rows = _json_rows([stored_values(run) for run, _ in in_key_order])
     ids = {row["id"] for row in await _INSERT_RUNS.rows(conn, {"rows": rows})}
     states = [state_values(state) for run, state in runs if run.id in ids]
     if states:
