@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam, delete, func, literal, select, text, update
+from sqlalchemy import RowMapping, bindparam, delete, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,27 +66,24 @@ async def take_slots(
 
 async def release_slots(conn: AsyncConnection, run_id: uuid.UUID, now: datetime) -> None:
     """Free every slot the run holds, under any limit."""
-    await conn.execute(
-        update(concurrency_limit)
-        .where(_c.active_slots.contains(_run_array(run_id)))
-        .values(active_slots=func.array_remove(_c.active_slots, run_id), updated=now)
-    )
+    await release_slots_of_runs(conn, [run_id], now)
 
 
 async def release_slots_of_runs(
     conn: AsyncConnection, run_ids: Sequence[uuid.UUID], now: datetime
 ) -> None:
-    """Free every slot these runs hold, under any limit: one statement for a batch."""
-    if len(run_ids) == 1:
-        await release_slots(conn, run_ids[0], now)
-        return
+    """Free every slot these runs hold, under any limit: one statement for a batch. The limits
+    are locked in tag order first, as `lock_limits_for_tags` locks them, so that a release and
+    a transaction taking slots cannot deadlock."""
     await conn.execute(_RELEASE_SLOTS_OF_RUNS, {"ids": list(run_ids), "now": now})
 
 
 _RELEASE_SLOTS_OF_RUNS = text(
+    "WITH holding AS MATERIALIZED ("
+    "SELECT id FROM concurrency_limit WHERE active_slots && :ids ORDER BY tag FOR UPDATE) "
     "UPDATE concurrency_limit SET updated = :now, active_slots = ARRAY("
     "SELECT slot FROM unnest(active_slots) AS slot WHERE slot <> ALL(:ids)) "
-    "WHERE active_slots && :ids"
+    "WHERE id IN (SELECT id FROM holding) AND active_slots && :ids"
 ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 
 

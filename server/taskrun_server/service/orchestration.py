@@ -224,13 +224,15 @@ class _Batch:
         return results
 
     async def _lock_limits(self, proposals: Sequence[StateProposal]) -> None:
-        """The limits on the tags of every run proposed RUNNING, locked at once in tag order
-        (never one proposal at a time: two batches could then lock them in opposite orders)."""
+        """The limits on the tags of every run proposed RUNNING, or RUNNING now (leaving it
+        frees its slots), locked at once in tag order (never one proposal at a time: two
+        batches could then lock them in opposite orders)."""
         tags = {
             tag
             for p in proposals
-            if p.proposed.type is StateType.RUNNING and p.task_run_id in self._runs
-            for tag in self._runs[p.task_run_id].tags
+            if (run := self._runs.get(p.task_run_id)) is not None
+            and StateType.RUNNING in (p.proposed.type, run.state_type)
+            for tag in run.tags
         }
         if tags:
             self._limits = await limits_repo.lock_limits_for_tags(self._conn, sorted(tags))
