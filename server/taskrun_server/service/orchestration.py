@@ -224,18 +224,24 @@ class _Batch:
         return results
 
     async def _lock_limits(self, proposals: Sequence[StateProposal]) -> None:
-        """The limits on the tags of every run proposed RUNNING, or RUNNING now (leaving it
-        frees its slots), locked at once in tag order (never one proposal at a time: two
-        batches could then lock them in opposite orders)."""
-        tags = {
-            tag
+        """The limits on the tags of every run proposed RUNNING, locked at once in tag order
+        (never one proposal at a time: two batches could then lock them in opposite orders).
+
+        When some run enters RUNNING, the limits of the runs now RUNNING (leaving it frees their
+        slots) are locked with them: freeing slots later in the batch would otherwise lock
+        further limits after these, out of tag order. A batch that only frees slots needs no
+        lock here: the release locks its limits in tag order by itself."""
+        entering = [
+            run
             for p in proposals
-            if (run := self._runs.get(p.task_run_id)) is not None
-            and StateType.RUNNING in (p.proposed.type, run.state_type)
-            for tag in run.tags
-        }
-        if tags:
-            self._limits = await limits_repo.lock_limits_for_tags(self._conn, sorted(tags))
+            if p.proposed.type is StateType.RUNNING
+            and (run := self._runs.get(p.task_run_id)) is not None
+        ]
+        if not any(run.tags for run in entering):
+            return
+        running = [run for run in self._runs.values() if run.state_type is StateType.RUNNING]
+        tags = {tag for run in (*entering, *running) for tag in run.tags}
+        self._limits = await limits_repo.lock_limits_for_tags(self._conn, sorted(tags))
 
     async def _read_flow_runs(self, proposals: Sequence[StateProposal]) -> None:
         wanted = {
