@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Interval, Text
@@ -51,12 +51,13 @@ class Delivery:
         return self.run.delivery_count
 
 
-def _deliverable(keys: Sequence[str]) -> list[object]:
-    """Background runs of these keys waiting in SCHEDULED (the partial index's predicate)."""
+def _deliverable(keys: ColumnElement[Any]) -> list[ColumnElement[bool]]:
+    """Background runs of these keys (a text array: a literal, or a parameter of a kept
+    statement) waiting in SCHEDULED (the partial index's predicate)."""
     return [
         _c.flow_run_id.is_(None),
         _c.state_type == StateType.SCHEDULED,
-        _c.task_key == func.any(literal(list(keys), ARRAY(Text))),
+        _c.task_key == func.any(keys),
     ]
 
 
@@ -86,13 +87,10 @@ def _build_claim() -> Select[Any]:
     SKIP LOCKED means concurrent claimers (and SetTaskRunState, which locks the run) never
     wait for each other and never take the same run.
     """
-    keys = bindparam("keys", type_=ARRAY(Text))
     candidates = (
         select(_c.id)
         .where(
-            _c.flow_run_id.is_(None),
-            _c.state_type == StateType.SCHEDULED,
-            _c.task_key == func.any(keys),
+            *_deliverable(bindparam("keys", type_=ARRAY(Text))),
             _c.next_scheduled_start_time <= func.now(),
             or_(_c.lease_expires_at.is_(None), _c.lease_expires_at <= func.now()),
         )
@@ -152,7 +150,9 @@ async def seconds_until_due(conn: AsyncConnection, keys: Sequence[str]) -> float
             func.coalesce(_c.lease_expires_at, _c.next_scheduled_start_time),
         )
     )
-    stmt = select(func.extract("epoch", next_due - func.now())).where(*_deliverable(keys))  # type: ignore[arg-type]
+    stmt = select(func.extract("epoch", next_due - func.now())).where(
+        *_deliverable(literal(list(keys), ARRAY(Text)))
+    )
     value = (await conn.execute(stmt)).scalar_one()
     return float(value) if value is not None else None
 
