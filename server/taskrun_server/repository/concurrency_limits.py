@@ -83,7 +83,7 @@ _RELEASE_SLOTS_OF_RUNS = text(
     "SELECT id FROM concurrency_limit WHERE active_slots && :ids ORDER BY tag FOR UPDATE) "
     "UPDATE concurrency_limit SET updated = :now, active_slots = ARRAY("
     "SELECT slot FROM unnest(active_slots) AS slot WHERE slot <> ALL(:ids)) "
-    "WHERE id IN (SELECT id FROM holding) AND active_slots && :ids"
+    "WHERE id IN (SELECT id FROM holding)"
 ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 
 

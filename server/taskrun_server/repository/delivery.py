@@ -195,11 +195,7 @@ async def release(conn: AsyncConnection, owner: str) -> int:
     )
     stmt = (
         update(task_run)
-        .where(
-            _c.id.in_(select(held.c.id)),
-            _c.lease_owner == owner,
-            _c.state_type == StateType.SCHEDULED,
-        )
+        .where(_c.id.in_(select(held.c.id)))  # held checked owner and state under the lock
         .values(lease_owner=None, lease_expires_at=None, lease_id=None, lease_renewed_at=None)
         .returning(_c.id)
     )

@@ -37,10 +37,7 @@ _RENEW = text(
                 (t.empirical_policy ->> 'heartbeat_timeout_seconds')::float8,
                 :default_heartbeat_seconds), 0))
         END
-        FROM asked AS a
-        WHERE t.id = a.id AND t.lease_id = a.lease_id
-          AND t.state_type IN ('SCHEDULED', 'PENDING', 'RUNNING', 'CANCELLING')
-          AND t.id IN (SELECT id FROM held)
+        WHERE t.id IN (SELECT id FROM held)
         RETURNING t.id, t.lease_expires_at
     )
     SELECT a.id, t.state_type, r.id IS NOT NULL AS held, r.lease_expires_at,
@@ -81,9 +78,10 @@ async def renew(
     unsettled delivery for another delivery lease, an executing run for its heartbeat timeout
     (the policy's, else `default_heartbeat`; zero or None: it never lapses).
 
-    The runs are locked in id order (`held`) before any is updated, as every statement that
-    locks several runs locks them: a worker's heartbeat and its batched proposals over the same
-    runs, each locking in its own order, had deadlocked (Postgres fails one after a second)."""
+    The runs are locked in id order (`held`, which also checks each lease and state, under the
+    lock) before any is updated, as every statement that locks several runs locks them: a
+    worker's heartbeat and its batched proposals over the same runs, each locking in its own
+    order, had deadlocked (Postgres fails one after a second)."""
     rows = await conn.execute(
         _RENEW,
         {
