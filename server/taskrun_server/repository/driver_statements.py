@@ -48,8 +48,8 @@ class DriverStatement:
         self._sql: str | None = None
         self._json_params: frozenset[str] = frozenset()
         self._built_in: dict[str, Any] = {}
-        self._enum_columns: tuple[tuple[str, type[Enum]], ...] = ()
-        self._enum_positions: tuple[tuple[int, type[Enum]], ...] = ()
+        self._enums: tuple[tuple[int, str, type[Enum]], ...] = ()
+        """The enum columns (state types): position, name and enum, for tuple and dict rows."""
 
     def _compile(self, conn: AsyncConnection) -> str:
         assert isinstance(self._statement, ClauseElement)
@@ -60,8 +60,6 @@ class DriverStatement:
         self._json_params = frozenset(named[b] for b in binds if isinstance(b.type, JSON))
         # Values built into the statement (a literal, `column == StateType.SCHEDULED`) are
         # parameters too: SQLAlchemy sends them with every execution, and so must this.
-        self._built_in = {named[b]: b.effective_value for b in binds if not b.required}
-        sql = str(compiled)
         if any(b.expanding for b in binds):
             # Each list's values become parameters of their own, as SQLAlchemy expands them at
             # execution; the caller's parameters are left for each execution to give.
@@ -72,14 +70,15 @@ class DriverStatement:
             self._built_in = {
                 name: value for name, value in expanded.parameters.items() if name not in required
             }
-        exported = list(getattr(self._statement, "exported_columns", ()))
-        enums = [
+        else:
+            sql = str(compiled)
+            self._built_in = {named[b]: b.effective_value for b in binds if not b.required}
+        exported = getattr(self._statement, "exported_columns", ())
+        self._enums = tuple(
             (i, c.name, c.type.enum_class)
             for i, c in enumerate(exported)
             if isinstance(c.type, EnumType) and c.type.enum_class is not None
-        ]
-        self._enum_columns = tuple((name, enum_class) for _, name, enum_class in enums)
-        self._enum_positions = tuple((i, enum_class) for i, _, enum_class in enums)
+        )
         self._sql = sql
         return sql
 
@@ -95,7 +94,7 @@ class DriverStatement:
         """Every row, as a dict by column name; enum columns (state types) as their enum."""
         cursor = await self._execute(conn, params)
         rows = await cursor.fetchall()
-        for column, enum_class in self._enum_columns:
+        for _, column, enum_class in self._enums:
             for row in rows:
                 value = row[column]
                 if value is not None:
@@ -112,12 +111,12 @@ class DriverStatement:
         `_make`): no dict per row. Enum columns (state types) are given as their enum."""
         cursor = await self._execute(conn, params, tuple_row)
         rows = await cursor.fetchall()
-        if not self._enum_positions:
+        if not self._enums:
             return [record(row) for row in rows]
         records = []
         for row in rows:
             values = list(row)
-            for position, enum_class in self._enum_positions:
+            for position, _, enum_class in self._enums:
                 value = values[position]
                 if value is not None:
                     values[position] = enum_class(value)

@@ -490,8 +490,9 @@ async def count_task_runs_by_state(
     for edge in plan.edges:
         counted += await conn.execute(_runs_count_statement(edge, by_state=True))
     counts: dict[StateType, int] = {}
-    for state_type, count in counted:
-        counts[StateType(state_type)] = counts.get(StateType(state_type), 0) + int(count)
+    for value, count in counted:
+        state_type = StateType(value)
+        counts[state_type] = counts.get(state_type, 0) + int(count)
     return {state_type: count for state_type, count in counts.items() if count}
 
 
