@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pytest
-from sqlalchemy import Integer, Text, bindparam, func, insert, literal, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import DateTime, Integer, Text, bindparam, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -92,6 +93,31 @@ async def test_an_in_list_is_sent_value_by_value_beside_the_callers_parameters(
             t.value for t in chosen
         )
         assert await statement.rows(conn, {"limit": 1}) == [{"t": min(t.value for t in chosen)}]
+
+
+async def test_arrays_of_every_kind_arrive_whole_empty_ones_included(engine: AsyncEngine) -> None:
+    """Arrays go in Postgres's binary format; the statement's cast names their type even when
+    they are empty or hold NULLs."""
+    ids = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+    times = bindparam("times", type_=ARRAY(DateTime(timezone=True)))
+    numbers = bindparam("numbers", type_=ARRAY(Integer))
+    statement = DriverStatement(
+        select(
+            ids.label("ids"),
+            times.label("times"),
+            func.cardinality(numbers).label("count"),
+            func.array_length(literal(["a", "b"], ARRAY(Text)), 1).label("built_in"),
+        )
+    )
+    run_ids = [uuid.uuid4(), None, uuid.uuid4()]
+    moments = [datetime(2026, 12, 1, 22, 30, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)]
+    async with engine.connect() as conn:
+        (full,) = await statement.rows(
+            conn, {"ids": run_ids, "times": moments, "numbers": [1, 70_000, -3]}
+        )
+        (empty,) = await statement.rows(conn, {"ids": [], "times": [], "numbers": []})
+    assert full == {"ids": run_ids, "times": moments, "count": 3, "built_in": 2}
+    assert empty == {"ids": [], "times": [], "count": 0, "built_in": 2}
 
 
 class _Typed(NamedTuple):
