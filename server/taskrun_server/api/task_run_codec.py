@@ -212,19 +212,21 @@ def task_run_to_proto(run: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
 def history_to_proto(
     intervals: list[HistoryInterval],
 ) -> task_run_service_pb2.TaskRunHistoryResponse:
+    """Built from plain fields (as runs are: see `time_fields`): a Duration made first and
+    copied in cost twice as much, and a history answer has two per state of every bucket."""
     response = task_run_service_pb2.TaskRunHistoryResponse()
     for interval in intervals:
         item = response.intervals.add(
-            interval_start=timestamp_to_proto(interval.interval_start),
-            interval_end=timestamp_to_proto(interval.interval_end),
+            interval_start=time_fields(interval.interval_start),
+            interval_end=time_fields(interval.interval_end),
         )
         for state in interval.states:
             item.states.add(
                 state_type=state_type_to_proto(state.state_type),
                 state_name=state.state_name,
                 count_runs=state.count_runs,
-                sum_estimated_run_time=duration_to_proto(state.sum_estimated_run_time),
-                sum_estimated_lateness=duration_to_proto(state.sum_estimated_lateness),
+                sum_estimated_run_time=duration_fields(state.sum_estimated_run_time),
+                sum_estimated_lateness=duration_fields(state.sum_estimated_lateness),
             )
     return response
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     DateTime,
     Executable,
+    Float,
     Integer,
     Interval,
     Numeric,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     func,
     literal,
     select,
@@ -75,10 +78,6 @@ def estimated_lateness(now: ColumnElement[datetime]) -> ColumnElement[timedelta]
         (c.state_type.in_(TERMINAL_TYPES), _ZERO),
         else_=func.greatest(now - c.expected_start_time, _ZERO),
     )
-
-
-def _seconds(value: Any) -> float | None:
-    return float(value) if value is not None else None
 
 
 def bucket_count(start: datetime, end: datetime, interval: timedelta) -> int:
@@ -267,6 +266,9 @@ def _statement(query: TaskRunQuery, shape: _Shape) -> DriverStatement:
 
 
 def _build(query: TaskRunQuery, shape: _Shape) -> Executable:
+    """The parts, summed per bucket and state: a state's runs may come from several parts (the
+    raw edges and the tally's hours of one bucket, the not-yet-due correction), and Postgres
+    adds them up and hands back plain integers and floats, one row per state of a bucket."""
     parts: list[Select[Any]] = []
     if shape.from_runs:
         parts.append(_from_runs(query))
@@ -277,7 +279,27 @@ def _build(query: TaskRunQuery, shape: _Shape) -> Executable:
         parts.append(_from_tally(criteria, source))
         if shape.not_yet_due:
             parts.append(_not_yet_due(query))
-    return parts[0] if len(parts) == 1 else union_all(*parts)
+    summed = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("part")
+    p = summed.c
+    return select(
+        p.i,
+        p.state_type,
+        p.state_name,
+        cast(func.sum(p.count_runs), BigInteger).label("count_runs"),
+        cast(func.coalesce(func.sum(p.run_time), 0), Float).label("run_time"),
+        cast(func.coalesce(func.sum(p.lateness), 0), Float).label("lateness"),
+    ).group_by(p.i, p.state_type, p.state_name)
+
+
+class _Summary(NamedTuple):
+    """One state of one bucket, as the statement returns it (seconds as floats)."""
+
+    i: int
+    state_type: StateType
+    state_name: str
+    count_runs: int
+    run_time: float
+    lateness: float
 
 
 async def task_run_history(
@@ -325,21 +347,14 @@ async def task_run_history(
         "next_hour": current_hour + timedelta(hours=1),
         "due_bucket": due,
     }
-    sums: dict[tuple[int, StateType, str], list[float]] = {}
-    for row in await statement.rows(conn, params):
-        key = (row["i"], row["state_type"], row["state_name"])
-        found = sums.setdefault(key, [0, 0.0, 0.0])
-        found[0] += int(row["count_runs"])
-        found[1] += _seconds(row["run_time"]) or 0.0
-        found[2] += _seconds(row["lateness"]) or 0.0
-    for (i, state_type, state_name), (runs, run_time, lateness) in sums.items():
-        intervals[i].states.append(
+    for summary in await statement.records(conn, params, _Summary._make):
+        intervals[summary.i].states.append(
             HistoryState(
-                state_type=state_type,
-                state_name=state_name,
-                count_runs=int(runs),
-                sum_estimated_run_time=clamped_sum(run_time),
-                sum_estimated_lateness=clamped_sum(lateness),
+                state_type=summary.state_type,
+                state_name=summary.state_name,
+                count_runs=summary.count_runs,
+                sum_estimated_run_time=clamped_sum(summary.run_time),
+                sum_estimated_lateness=clamped_sum(summary.lateness),
             )
         )
     order = {t: i for i, t in enumerate(StateType)}
