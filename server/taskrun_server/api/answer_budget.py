@@ -8,25 +8,34 @@ stopped. A single item always fits: request limits keep any one run or state wel
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import Message
 
 ANSWER_BUDGET_BYTES = 3_500_000
 """Under 4 MiB with room for the answer's other fields and gRPC's framing."""
 
 M = TypeVar("M", bound=Message)
+Item = TypeVar("Item")
 
 
-def within_budget(items: Iterable[M], budget: int = ANSWER_BUDGET_BYTES) -> tuple[list[M], bool]:
-    """The items, in order, that fit in `budget` bytes encoded; and whether any were left out."""
-    kept: list[M] = []
+def add_within_budget(
+    field: RepeatedCompositeFieldContainer[M],
+    items: Iterable[Item],
+    add: Callable[[Item, RepeatedCompositeFieldContainer[M]], M],
+    budget: int = ANSWER_BUDGET_BYTES,
+) -> bool:
+    """Add the items to the answer's list `field` in order (`add` encodes one into the field
+    and returns it) while the encoded answer stays within `budget` bytes; whether any were
+    left out. Items are encoded in place: a message built apart and then put in a list is
+    copied whole, which cost about 0.3 ms for 200 runs."""
     used = 0
     for item in items:
-        size = item.ByteSize() + 8  # the field's tag and length prefix, generously
-        if used + size > budget and kept:
-            return kept, True
-        kept.append(item)
+        size = add(item, field).ByteSize() + 8  # the field's tag and length prefix, generously
+        if used + size > budget and used:
+            del field[-1]
+            return True
         used += size
-    return kept, False
+    return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from taskrun.v1 import resources_pb2 as pb
 from taskrun_server.api.wire import state_type_to_proto, timestamp_to_proto
 from taskrun_server.domain.resources import Deployment, Flow, FlowRun, Log
@@ -50,8 +52,9 @@ def flow_run_to_proto(run: FlowRun) -> pb.FlowRun:
     )
 
 
-def log_to_proto(log: Log) -> pb.Log:
-    return pb.Log(
+def log_to_proto(log: Log, into: RepeatedCompositeFieldContainer[pb.Log]) -> pb.Log:
+    """A log line, added to the answer's list field in place (see `add_within_budget`)."""
+    return into.add(
         id=str(log.id),
         created=timestamp_to_proto(log.created),
         name=log.name,

@@ -8,7 +8,7 @@ import grpc
 
 from taskrun.v1 import resources_pb2 as pb
 from taskrun.v1 import resources_pb2_grpc as pb_grpc
-from taskrun_server.api.answer_budget import within_budget
+from taskrun_server.api.answer_budget import add_within_budget
 from taskrun_server.api.filter_codec import parse_limit, parse_offset
 from taskrun_server.api.resource_codec import (
     deployment_to_proto,
@@ -144,8 +144,9 @@ class LogServicer(pb_grpc.LogServiceServicer):
             limit=parse_limit(request.HasField("limit"), request.limit),
             offset=parse_offset(request.offset),
         )
-        fitting, truncated = within_budget(log_to_proto(item) for item in logs)
-        return pb.ReadLogsResponse(logs=fitting, truncated=truncated)
+        answer = pb.ReadLogsResponse()
+        answer.truncated = add_within_budget(answer.logs, logs, log_to_proto)
+        return answer
 
 
 def _parse_log(item: pb.LogCreate, path: str, now: Any) -> LogCreate:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from taskrun.v1 import state_pb2, task_run_pb2, task_run_service_pb2
 from taskrun_server.api.wire import (
@@ -90,17 +91,19 @@ def _state_fields(
     }
 
 
-def state_to_proto(state: State) -> state_pb2.State:
-    msg = state_pb2.State(
-        **_state_fields(
-            str(state.id),
-            state.type,
-            state.name,
-            state.timestamp,
-            state.message,
-            state.state_details.to_json(),
-        )
+def state_to_proto(
+    state: State, into: RepeatedCompositeFieldContainer[state_pb2.State] | None = None
+) -> state_pb2.State:
+    """A state; with `into`, added to that list field in place (see `add_within_budget`)."""
+    fields = _state_fields(
+        str(state.id),
+        state.type,
+        state.name,
+        state.timestamp,
+        state.message,
+        state.state_details.to_json(),
     )
+    msg = into.add(**fields) if into is not None else state_pb2.State(**fields)
     if state.data is not None:
         msg.data.CopyFrom(python_to_value(state.data))
     return msg
@@ -139,10 +142,15 @@ def _stored_input_fields(stored: dict[str, str]) -> dict[str, Any]:
     return {kind: {key: stored[key]}}
 
 
-def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskRun:
+def stored_run_to_proto(
+    run: StoredTaskRun,
+    now: datetime,
+    into: RepeatedCompositeFieldContainer[task_run_pb2.TaskRun] | None = None,
+) -> task_run_pb2.TaskRun:
     """The wire form of a run, from the run as stored; `now` fixes the estimated fields,
     computed at read time. Built from one dict of constructor arguments: upb fills the whole
-    tree in C from it, where setting fields one message at a time cost several times more."""
+    tree in C from it, where setting fields one message at a time cost several times more.
+    With `into`, the run is added to that list field in place (see `add_within_budget`)."""
     state: dict[str, Any] | None = None
     state_id = _id(run.state_id)  # once: the run and its state both name it
     if state_id is not None:
@@ -196,7 +204,7 @@ def stored_run_to_proto(run: StoredTaskRun, now: datetime) -> task_run_pb2.TaskR
         "lease_expires": time_fields(run.lease_expires_at) if leased else None,
         "lease_renewed": time_fields(run.lease_renewed_at) if leased else None,
     }
-    msg = task_run_pb2.TaskRun(**fields)
+    msg = into.add(**fields) if into is not None else task_run_pb2.TaskRun(**fields)
     if run.parameters is not None:
         msg.parameters.CopyFrom(python_to_struct(run.parameters))
     if run.state_data is not None and state is not None:

@@ -11,7 +11,7 @@ import grpc
 
 from taskrun.v1 import task_run_service_pb2 as pb
 from taskrun.v1 import task_run_service_pb2_grpc as pb_grpc
-from taskrun_server.api.answer_budget import within_budget
+from taskrun_server.api.answer_budget import add_within_budget
 from taskrun_server.api.errors import rpc_status_for
 from taskrun_server.api.filter_codec import (
     parse_limit,
@@ -127,8 +127,11 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             bulky=_wants_everything(request.view),
         )
         now = utcnow()
-        fitting, truncated = within_budget(stored_run_to_proto(r, now) for r in runs)
-        return pb.ReadTaskRunsResponse(task_runs=fitting, truncated=truncated)
+        answer = pb.ReadTaskRunsResponse()
+        answer.truncated = add_within_budget(
+            answer.task_runs, runs, lambda run, into: stored_run_to_proto(run, now, into)
+        )
+        return answer
 
     async def PaginateTaskRuns(
         self, request: pb.PaginateTaskRunsRequest, context: Context
@@ -141,15 +144,13 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             bulky=_wants_everything(request.view),
         )
         now = utcnow()
-        fitting, truncated = within_budget(stored_run_to_proto(r, now) for r in page.results)
-        return pb.PaginateTaskRunsResponse(
-            results=fitting,
-            count=page.count,
-            limit=page.limit,
-            pages=page.pages,
-            page=page.page,
-            truncated=truncated,
+        answer = pb.PaginateTaskRunsResponse(
+            count=page.count, limit=page.limit, pages=page.pages, page=page.page
         )
+        answer.truncated = add_within_budget(
+            answer.results, page.results, lambda run, into: stored_run_to_proto(run, now, into)
+        )
+        return answer
 
     async def CountTaskRuns(
         self, request: pb.CountTaskRunsRequest, context: Context
@@ -212,9 +213,10 @@ class TaskRunServicer(pb_grpc.TaskRunServiceServicer):
             offset=parse_offset(request.offset),
             limit=MAX_STATES_PER_READ + 1,
         )
-        fitting, truncated = within_budget(state_to_proto(s) for s in states[:MAX_STATES_PER_READ])
-        truncated = truncated or len(states) > MAX_STATES_PER_READ
-        return pb.ReadTaskRunStatesResponse(states=fitting, truncated=truncated)
+        answer = pb.ReadTaskRunStatesResponse()
+        truncated = add_within_budget(answer.states, states[:MAX_STATES_PER_READ], state_to_proto)
+        answer.truncated = truncated or len(states) > MAX_STATES_PER_READ
+        return answer
 
     async def DeleteTaskRunState(
         self, request: pb.DeleteTaskRunStateRequest, context: Context
