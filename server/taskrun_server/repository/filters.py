@@ -204,14 +204,14 @@ def _related_criteria(query: TaskRunQuery) -> Criteria:
     return [exists(select(literal(1)).select_from(source).where(*criteria))]
 
 
-def on_states_and_tags_only(query: TaskRunQuery) -> bool:
-    """Whether the query filters on nothing but state types, state names and tags: what the
-    task-run tally keeps, and what the id index carries beside each id."""
+def tallied_criteria(query: TaskRunQuery, tally: FromClause) -> Criteria | None:
+    """The query's criteria over the task-run tally's columns (state type, state name, tags),
+    or None when it filters on anything else: then only the runs themselves can answer."""
     if query.flow_runs is not None or query.flows is not None or query.deployments is not None:
-        return False
+        return None
     f = query.task_runs
     if f is None:
-        return True
+        return []
     c = task_run.c
     elsewhere = [
         *_id_criteria(c.id, f.id),
@@ -221,17 +221,8 @@ def on_states_and_tags_only(query: TaskRunQuery) -> bool:
         *_nullable_id_criteria(c.flow_run_id, f.flow_run_id),
         *_task_key_criteria(c.task_key, f.task_key),
     ]
-    return not elsewhere and f.subflow_runs_exist is None
-
-
-def tallied_criteria(query: TaskRunQuery, tally: FromClause) -> Criteria | None:
-    """The query's criteria over the task-run tally's columns (state type, state name, tags),
-    or None when it filters on anything else: then only the runs themselves can answer."""
-    if not on_states_and_tags_only(query):
+    if elsewhere or f.subflow_runs_exist is not None:
         return None
-    f = query.task_runs
-    if f is None:
-        return []
     return _combine(
         f.operator, [*_tags_criteria(tally.c.tags, f.tags), *_state_criteria(tally, f.state)]
     )

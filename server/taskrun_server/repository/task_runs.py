@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Select,
     Table,
@@ -38,11 +37,7 @@ from taskrun_server.domain.filters import TaskRunQuery, TaskRunSort
 from taskrun_server.domain.states import State, StateType
 from taskrun_server.domain.task_runs import StoredTaskRun, TaskRun
 from taskrun_server.repository.driver_statements import DriverStatement
-from taskrun_server.repository.filters import (
-    on_states_and_tags_only,
-    task_run_order_by,
-    task_run_where,
-)
+from taskrun_server.repository.filters import task_run_order_by, task_run_where
 from taskrun_server.repository.kept_statements import KEPT_STATEMENTS
 from taskrun_server.repository.rows import (
     RUN_COLUMNS,
@@ -399,45 +394,15 @@ def _reading(query: TaskRunQuery, sort: TaskRunSort, *, bulky: bool) -> DriverSt
     row processing had been a sixth of a read's server CPU."""
 
     def build() -> DriverStatement:
-        limit = bindparam("limit", type_=Integer)
-        offset = bindparam("offset", type_=Integer)
-        order = task_run_order_by(sort)
-        if sort is TaskRunSort.ID_DESC and on_states_and_tags_only(query):
-            return DriverStatement(_read_page_by_id(query, limit, offset, bulky=bulky))
         return DriverStatement(
             _SELECT_STORED[bulky]
             .where(*task_run_where(query))
-            .order_by(*order)
-            .limit(limit)
-            .offset(offset)
+            .order_by(*task_run_order_by(sort))
+            .limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer))
         )
 
     return KEPT_STATEMENTS.get(("read", sort, bulky), query, build)
-
-
-def _read_page_by_id(
-    query: TaskRunQuery, limit: BindParameter[int], offset: BindParameter[int], *, bulky: bool
-) -> Select[Any]:
-    """The page's ids first, then their rows. Filtered on states and tags only, the ids come
-    from an index-only scan of the id index that carries those columns (migration 0008):
-    Postgres walks index entries, not the runs themselves, until it has a page, and then reads
-    only the page's runs. Read in one statement, the rows found by id are the ones the ids
-    matched. With the filter read from the rows instead, a filter that one run in ten
-    matches had visited ten runs, each on its own page, for every one it returned."""
-    order = task_run_order_by(TaskRunSort.ID_DESC)
-    page = (
-        select(task_run.c.id)
-        .where(*task_run_where(query))
-        .order_by(*order)
-        .limit(limit)
-        .offset(offset)
-        .subquery("page")
-    )
-    return (
-        select(*_stored_columns(bulky=bulky))
-        .select_from(page.join(_WITH_STATE, task_run.c.id == page.c.id))
-        .order_by(*order)
-    )
 
 
 async def read_task_runs(
