@@ -51,13 +51,22 @@ class Delivery:
         return self.run.delivery_count
 
 
+def _scheduled_in_background() -> list[ColumnElement[bool]]:
+    """Background runs waiting in SCHEDULED: the partial index's predicate, less its key."""
+    return [_c.flow_run_id.is_(None), _c.state_type == StateType.SCHEDULED]
+
+
 def _deliverable(keys: ColumnElement[Any]) -> list[ColumnElement[bool]]:
     """Background runs of these keys (a text array: a literal, or a parameter of a kept
     statement) waiting in SCHEDULED (the partial index's predicate)."""
+    return [*_scheduled_in_background(), _c.task_key == func.any(keys)]
+
+
+def _due_and_free() -> list[ColumnElement[bool]]:
+    """Due now, and leased to no one or under a lease that has lapsed: what a claim may take."""
     return [
-        _c.flow_run_id.is_(None),
-        _c.state_type == StateType.SCHEDULED,
-        _c.task_key == func.any(keys),
+        _c.next_scheduled_start_time <= func.now(),
+        or_(_c.lease_expires_at.is_(None), _c.lease_expires_at <= func.now()),
     ]
 
 
@@ -91,8 +100,7 @@ def _build_claim() -> Select[Any]:
         select(_c.id)
         .where(
             *_deliverable(bindparam("keys", type_=ARRAY(Text))),
-            _c.next_scheduled_start_time <= func.now(),
-            or_(_c.lease_expires_at.is_(None), _c.lease_expires_at <= func.now()),
+            *_due_and_free(),
         )
         .order_by(_c.next_scheduled_start_time)
         .limit(bindparam("limit", type_=Integer))
@@ -168,11 +176,9 @@ async def due_keys(conn: AsyncConnection, keys: Sequence[str]) -> list[str]:
     has_due = (
         select(literal(1))
         .where(
-            _c.flow_run_id.is_(None),
-            _c.state_type == StateType.SCHEDULED,
+            *_scheduled_in_background(),
             _c.task_key == wanted.c.k,
-            _c.next_scheduled_start_time <= func.now(),
-            or_(_c.lease_expires_at.is_(None), _c.lease_expires_at <= func.now()),
+            *_due_and_free(),
         )
         .exists()
     )
